@@ -1,0 +1,1 @@
+"""Recipes: the ML. Each recipe package exposes `RECIPE` (a `fairtrial.recipes.api.Recipe`)."""

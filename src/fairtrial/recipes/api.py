@@ -1,0 +1,144 @@
+"""The contract between recipes and the engine.
+
+A recipe package imports only this module (and `fairtrial.scores`, `fairtrial.data`), never
+`fairtrial.engine`: the engine finds recipes through `fairtrial.recipes.registry` and calls their
+stage functions with an object that satisfies `StageContext`.
+
+A stage function is a plain function `fn(ctx) -> dict | None`. It reads its params from
+`ctx.params`, its upstream artifacts from `ctx.inputs[stage_name]`, writes every output file under
+`ctx.out`, and may return a small JSON-able dict of summary values (stored in the manifest and the
+records). It never decides where artifacts live, never writes outside `ctx.out` and
+`ctx.checkpoint_dir`, and reports progress through `ctx.progress`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel
+
+
+class StageError(Exception):
+    """An expected failure: bad data, a bad parameter. The message is shown to the user as is,
+    so it says what was wrong and how to fix it. The engine does not retry it."""
+
+
+class TransientError(Exception):
+    """A failure worth retrying (a flaky file system, a busy device). The engine retries the stage
+    with exponential back-off up to `Stage.max_retries` times."""
+
+
+class OutOfMemory(Exception):
+    """The stage ran out of memory. The engine applies the stage's OOM policy (`Stage.oom`) to the
+    effective params, records the change, and retries. `MemoryError` and
+    `torch.cuda.OutOfMemoryError` are treated the same way."""
+
+
+@runtime_checkable
+class StageContext(Protocol):
+    params: dict[str, Any]
+    """Effective params of this stage run (the declared ones, after any OOM back-off)."""
+    seed: int | None
+    """The replicate seed when the stage is seeded, else None."""
+    out: Path
+    """Folder to write outputs into. It is temporary until the run completes."""
+    inputs: dict[str, Path]
+    """Upstream stage name -> its verified artifact folder (read-only)."""
+    checkpoint_dir: Path
+    """Persists across attempts and engine restarts; removed when the run completes."""
+    log: logging.Logger
+    device: str
+    """"cpu" or "cuda" (the engine sets CUDA_VISIBLE_DEVICES for the worker)."""
+
+    def progress(self, done: float, total: float | None = None, unit: str = "it",
+                 message: str = "") -> None:
+        """Report progress; also a heartbeat. Cheap to call often (rate-limited inside)."""
+
+    def heartbeat(self) -> None:
+        """Say 'still alive' during long steps that have no progress to report."""
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpus: float = 1
+    gpus: int = 0
+    memory_gb: float = 0.5
+
+
+@dataclass(frozen=True)
+class Metric:
+    """An endpoint a recipe produces. Declared once, with its direction and aggregation."""
+    name: str
+    direction: Literal["lower", "higher"]
+    aggregation: Literal["mean", "geomean", "median"] = "mean"
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    fn: Callable[[StageContext], dict | None]
+    version: str = "1"
+    """Bump when the stage's code changes its outputs: it is part of the cache key."""
+    params: tuple[str, ...] = ()
+    """Top-level param names this stage consumes; only these enter its cache key."""
+    needs: tuple[str, ...] = ()
+    """Upstream stages of the same arm/replicate whose artifacts this stage reads."""
+    seeded: bool = False
+    """Whether the replicate seed enters the cache key (training: yes; a fixed split: no)."""
+    resources: Resources = field(default_factory=Resources)
+    oom: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None
+    """OOM policy: effective params -> new params to retry with, or None when nothing is left."""
+    max_retries: int = 2
+    """Retries for TransientError."""
+    input_files: Callable[[dict[str, Any]], list[Path]] | None = None
+    """Files or folders (from the params) whose content digests enter the cache key."""
+    emits_scores: bool = False
+    """Whether the stage writes `item_scores.parquet` (see fairtrial.scores)."""
+    checkpoints: bool = False
+    """Whether the stage resumes from `ctx.checkpoint_dir` (shown by `fairtrial check`)."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    params: type[BaseModel]
+    """pydantic model of the recipe params (model_config extra='forbid'); arms override fields."""
+    stages: tuple[Stage, ...]
+    metrics: tuple[Metric, ...] = ()
+    description: str = ""
+    internal: bool = False
+    """Internal recipes (the engine test recipe) are hidden from `fairtrial recipes`."""
+
+    def stage(self, name: str) -> Stage:
+        for s in self.stages:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def metric(self, name: str) -> Metric:
+        for m in self.metrics:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+
+def oom_halve(batch_key: str = "micro_batch", accum_key: str | None = "grad_accum",
+              minimum: int = 1) -> Callable[[dict[str, Any]], dict[str, Any] | None]:
+    """The usual OOM policy: halve the micro-batch and double gradient accumulation so the
+    effective batch is unchanged. Returns None when the micro-batch is already at `minimum`."""
+
+    def policy(params: dict[str, Any]) -> dict[str, Any] | None:
+        mb = int(params[batch_key])
+        if mb <= minimum:
+            return None
+        new = dict(params)
+        new[batch_key] = max(minimum, mb // 2)
+        if accum_key is not None:
+            new[accum_key] = int(params.get(accum_key, 1)) * 2
+        return new
+
+    return policy

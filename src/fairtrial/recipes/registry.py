@@ -1,0 +1,49 @@
+"""Name -> recipe. Built-in recipes by module path; third-party ones through the entry-point group
+`fairtrial.recipes` (value: a module exposing `RECIPE`)."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from importlib.metadata import entry_points
+
+from fairtrial.errors import UserError
+from fairtrial.recipes.api import Recipe
+
+BUILTIN = {
+    "ilm": "fairtrial.recipes.ilm",
+    "lvm": "fairtrial.recipes.lvm",
+    "_test": "fairtrial.recipes.testing",
+}
+
+
+def _modules() -> dict[str, str]:
+    mods = dict(BUILTIN)
+    for ep in entry_points(group="fairtrial.recipes"):
+        mods.setdefault(ep.name, ep.value)
+    return mods
+
+
+def names(include_internal: bool = False) -> list[str]:
+    out = []
+    for n in _modules():
+        if n.startswith("_") and not include_internal:
+            continue
+        out.append(n)
+    return sorted(out)
+
+
+def get(name: str) -> Recipe:
+    mods = _modules()
+    if name not in mods:
+        close = difflib.get_close_matches(name, list(mods), n=1)
+        hint = f'; did you mean "{close[0]}"?' if close else ""
+        raise UserError(f'unknown recipe "{name}"{hint} known: {", ".join(names())}')
+    try:
+        module = importlib.import_module(mods[name])
+    except ModuleNotFoundError as e:
+        raise UserError(f'recipe "{name}" is not available: {e}') from e
+    recipe = getattr(module, "RECIPE", None)
+    if not isinstance(recipe, Recipe):
+        raise UserError(f'recipe module {mods[name]} does not define RECIPE')
+    return recipe
