@@ -1,0 +1,1 @@
+"""The `ilm` recipe: infilling language models (Donahue, Lee and Liang, ACL 2020)."""
