@@ -1,0 +1,259 @@
+"""The ILM model: a GPT-2-family causal language model from transformers.
+
+Two ways to get one:
+  - `pretrained = "gpt2"` (a hub name) or `pretrained = "/models/gpt2-medium"` (a local folder):
+    `AutoModelForCausalLM.from_pretrained`, as the paper did (GPT-2 small fine-tuned);
+  - `pretrained = None`: a fresh GPT-2 built from `n_layer`, `n_embd`, `n_head`, `n_positions`,
+    which is what a CPU study or a test uses.
+Either way the token embeddings are resized to the tokenizer, which carries the ILM special
+tokens (blanks, `<|start_infill|>`, `<|end_infill|>`) on top of the base vocabulary.
+
+Memory is checked before any weights are allocated: parameters, gradients and AdamW's two moment
+buffers cost 16 bytes per parameter in fp32, so a model that cannot fit in the declared memory
+fails at once with the parameter to change, not after minutes of loading.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# The ILM special tokens (Donahue et al. 2020). The data side's tokenizer adds exactly these; the
+# model side only ever looks them up by string, so the two stay in step through the tokenizer folder.
+BLANK_TOKENS = {
+    "word": "<|blank_word|>",
+    "ngram": "<|blank_ngram|>",
+    "sentence": "<|blank_sentence|>",
+    "paragraph": "<|blank_paragraph|>",
+    "document": "<|blank_document|>",
+}
+START_INFILL = "<|start_infill|>"
+END_INFILL = "<|end_infill|>"
+EOS = "<|endoftext|>"
+
+# The name of the resolved-config file saved beside every model folder and checkpoint.
+CONFIG_FILE = "fairtrial_config.json"
+
+
+class ModelParams(BaseModel):
+    """`[params.model]` of an ilm study."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pretrained: str | None = None
+    """Hub name ("gpt2") or local folder of a pretrained causal LM; None builds from the sizes below."""
+    n_layer: int = Field(4, ge=1)
+    n_embd: int = Field(128, ge=8)
+    n_head: int = Field(4, ge=1)
+    n_positions: int = Field(256, ge=16)
+    """Longest example the model can read (context + all infills)."""
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    """Residual, embedding and attention dropout of a from-scratch model (pretrained: kept as saved)."""
+    memory_gb: float | None = Field(None, gt=0)
+    """Memory the train stage may use; None: what the device has free. Checked before loading."""
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "ModelParams":
+        if self.pretrained is None and self.n_embd % self.n_head:
+            raise ValueError(f"model.n_embd ({self.n_embd}) must be a multiple of "
+                             f"model.n_head ({self.n_head})")
+        return self
+
+
+# ---------------------------------------------------------------------------------------------
+# tokenizer
+
+
+def load_tokenizer(folder: str | Path):
+    """The tokenizer artifact (a folder `AutoTokenizer.from_pretrained` reads), checked for the ILM
+    special tokens. Raises ValueError naming the folder and what is missing."""
+    from transformers import AutoTokenizer
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"tokenizer folder {folder} does not exist; expected the output of the "
+                         f"ilm tokenizer stage (a folder with tokenizer.json)")
+    try:
+        tok = AutoTokenizer.from_pretrained(str(folder))
+    except Exception as e:  # transformers raises OSError/ValueError/TypeError by case
+        raise ValueError(f"cannot load a tokenizer from {folder}: {e}") from e
+    missing = [t for t in (*BLANK_TOKENS.values(), START_INFILL, END_INFILL, EOS)
+               if tok.convert_tokens_to_ids(t) in (None, tok.unk_token_id)]
+    if missing:
+        raise ValueError(f"tokenizer in {folder} lacks the ILM special tokens {missing}")
+    if tok.pad_token is None:
+        tok.pad_token = EOS
+    return tok
+
+
+def special_ids(tok) -> dict[str, int]:
+    """Ids of the special tokens the model side uses, by role."""
+    ids = {"start": tok.convert_tokens_to_ids(START_INFILL),
+           "end": tok.convert_tokens_to_ids(END_INFILL),
+           "eos": tok.convert_tokens_to_ids(EOS)}
+    for kind, t in BLANK_TOKENS.items():
+        ids["blank_" + kind] = tok.convert_tokens_to_ids(t)
+    return ids
+
+
+# ---------------------------------------------------------------------------------------------
+# memory
+
+
+BYTES_PER_PARAM_TRAINING = 16
+"""fp32 weights (4) + gradients (4) + AdamW exp_avg and exp_avg_sq (8). Mixed precision keeps fp32
+master weights, so this holds under bf16/fp16 autocast too."""
+
+
+def count_parameters(params: ModelParams, vocab_size: int) -> int:
+    """Parameter count without allocating weights: the model is built on the meta device."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    config = _config(params, vocab_size)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    model.resize_token_embeddings(vocab_size)
+    # tied input/output embeddings are one tensor: count each tensor once
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+
+
+def available_memory_gb(device: str) -> float:
+    if device.startswith("cuda"):
+        import torch
+
+        free, _ = torch.cuda.mem_get_info()
+        return free / 2**30
+    import psutil
+
+    return psutil.virtual_memory().available / 2**30
+
+
+def check_memory(params: ModelParams, n_params: int, device: str,
+                 activation_gb: float = 0.0) -> float:
+    """Raise ValueError when weights + gradients + AdamW state (+ an activation estimate) exceed
+    `model.memory_gb` (or the device's free memory when it is None). Returns the estimate in GB."""
+    need = n_params * BYTES_PER_PARAM_TRAINING / 2**30 + activation_gb
+    have = params.memory_gb if params.memory_gb is not None else available_memory_gb(device)
+    where = "model.memory_gb" if params.memory_gb is not None else f"free memory on {device}"
+    if need > have:
+        size = (f"model.pretrained={params.pretrained!r}" if params.pretrained else
+                f"model.n_layer={params.n_layer}, model.n_embd={params.n_embd}")
+        raise ValueError(
+            f"the model ({size}: {n_params / 1e6:.1f}M parameters) needs about {need:.2f} GB to "
+            f"train (16 bytes per parameter for weights, gradients and AdamW state"
+            f"{' plus activations' if activation_gb else ''}) but {where} is {have:.2f} GB; "
+            f"use a smaller model (lower model.n_layer / model.n_embd) or raise model.memory_gb")
+    return need
+
+
+def activation_gb(params: ModelParams, n_layer: int, n_embd: int, micro_batch: int,
+                  seq_len: int, vocab_size: int) -> float:
+    """A rough upper estimate of training activations for one micro-batch in fp32: about 16
+    floats per token per layer per channel for a transformer block (attention + MLP, kept for the
+    backward pass) plus the logits and their gradient. Good to a factor of two, which is all the
+    up-front check needs."""
+    tokens = micro_batch * seq_len
+    floats = tokens * (16 * n_layer * n_embd + 2 * vocab_size)
+    return floats * 4 / 2**30
+
+
+# ---------------------------------------------------------------------------------------------
+# building and loading
+
+
+def _is_local(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or os.sep in name and Path(name).expanduser().exists()
+
+
+def _config(params: ModelParams, vocab_size: int):
+    from transformers import AutoConfig, GPT2Config
+
+    if params.pretrained is not None:
+        name = params.pretrained
+        if _is_local(name) and not Path(name).expanduser().is_dir():
+            raise ValueError(f"model.pretrained: folder {name} does not exist; give a local model "
+                             f"folder or a hub name such as \"gpt2\"")
+        try:
+            return AutoConfig.from_pretrained(str(Path(name).expanduser()) if _is_local(name)
+                                              else name)
+        except Exception as e:  # OSError when offline or unknown, ValueError for bad configs
+            raise ValueError(f"model.pretrained: cannot load {name!r}: {e}. Give a local folder "
+                             f"with config.json, or a hub name reachable from this machine"
+                             ) from e
+    return GPT2Config(
+        vocab_size=vocab_size, n_layer=params.n_layer, n_embd=params.n_embd,
+        n_head=params.n_head, n_positions=params.n_positions,
+        resid_pdrop=params.dropout, embd_pdrop=params.dropout, attn_pdrop=params.dropout,
+        bos_token_id=None, eos_token_id=None, pad_token_id=None)
+
+
+def build_model(params: ModelParams, tokenizer, seed: int = 0):
+    """A causal LM ready for ILM training: pretrained weights or a fresh init (seeded), with its
+    embeddings resized to the tokenizer and eos/pad ids set from it."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    vocab = len(tokenizer)
+    config = _config(params, vocab)
+    torch.manual_seed(seed)  # the fresh init and the rows added by resize are seeded
+    if params.pretrained is not None:
+        name = params.pretrained
+        src = str(Path(name).expanduser()) if _is_local(name) else name
+        try:
+            model = AutoModelForCausalLM.from_pretrained(src)
+        except Exception as e:
+            raise ValueError(f"model.pretrained: cannot load weights from {name!r}: {e}") from e
+    else:
+        model = AutoModelForCausalLM.from_config(config)
+    if model.get_input_embeddings().weight.shape[0] != vocab:
+        # mean_resizing initialises the new special-token rows at the mean of the old ones, so
+        # they start on the data manifold instead of at random (transformers' default).
+        model.resize_token_embeddings(vocab, mean_resizing=params.pretrained is not None)
+    eos = tokenizer.convert_tokens_to_ids(EOS)
+    model.config.eos_token_id = eos
+    model.config.pad_token_id = eos
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.eos_token_id = eos
+        model.generation_config.pad_token_id = eos
+    return model
+
+
+def max_positions(model) -> int:
+    c = model.config
+    return int(getattr(c, "n_positions", None) or getattr(c, "max_position_embeddings"))
+
+
+def save_model(model, tokenizer, folder: Path, resolved: dict[str, Any]) -> Path:
+    """The final model folder: save_pretrained + the tokenizer + the resolved config, so that
+    `load_model(folder)` and `fairtrial infill` need nothing else."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / CONFIG_FILE).write_text(json.dumps(resolved, indent=2, sort_keys=True, default=str))
+    return folder
+
+
+def load_model(folder: str | Path, device: str = "cpu"):
+    """(model, tokenizer) from a folder written by `save_model` (or any folder holding a causal LM
+    and a tokenizer with the ILM special tokens). Raises ValueError naming the folder."""
+    from transformers import AutoModelForCausalLM
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"model folder {folder} does not exist; give the model/ folder of a "
+                         f"finished ilm train run")
+    if not (folder / "config.json").exists():
+        raise ValueError(f"{folder} holds no config.json: not a saved model folder "
+                         f"(expected the model/ folder of an ilm train run)")
+    tok = load_tokenizer(folder)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(folder))
+    except Exception as e:
+        raise ValueError(f"cannot load the model in {folder}: {e}") from e
+    return model.to(device).eval(), tok
