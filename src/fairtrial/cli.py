@@ -1,0 +1,504 @@
+"""The command line: thin. Every number it shows comes from the store, the artifacts or analysis.
+
+Exit codes: 0 ok; 1 a study or check failed; 2 bad input; 3 refused (locked, nothing to stop);
+70 internal error (the traceback is in the log file named on screen).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from fairtrial import __version__
+from fairtrial.errors import Refused, UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Run comparative ML training studies and turn them into honest verdicts.")
+console = Console()
+err_console = Console(stderr=True)
+
+WorkspaceOpt = typer.Option(None, "--workspace", "-w", envvar="FAIRTRIAL_WORKSPACE",
+                            help="Workspace folder (default: .fairtrial in the current directory).")
+
+
+def _ws(workspace: Optional[Path]):
+    from fairtrial.workspace import Workspace
+
+    return Workspace.find(workspace).ensure()
+
+
+def _store(ws):
+    from fairtrial.store.db import Store
+
+    return Store(ws.db_url)
+
+
+def _emit_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, indent=1, default=str) + "\n")
+
+
+def _fmt_s(s: float | None) -> str:
+    if s is None:
+        return "?"
+    s = int(round(s))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+
+
+# ---------------------------------------------------------------- check
+@app.command()
+def check(study: Path = typer.Argument(..., help="The study file (TOML)."),
+          workspace: Optional[Path] = WorkspaceOpt,
+          as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON.")) -> None:
+    """Validate a study file and print its plan: arms x replicates x stages, shared and cached
+    stage runs, and estimated time per stage when history exists."""
+    from fairtrial.plan import plan_for
+    from fairtrial.spec import load_spec
+    from fairtrial.store import artifacts
+    from fairtrial.store.digests import DigestCache
+
+    spec = load_spec(study)
+    ws = _ws(workspace)
+    digests = DigestCache(ws.root / "digests.json")
+    try:
+        plan = plan_for(spec, digests)
+    except FileNotFoundError as e:
+        raise UserError(f"{study}: input file {e} does not exist") from None
+    digests.save()
+    store = _store(ws)
+    history = store.durations(spec.recipe.name)
+    rows = []
+    for st in plan.stages:
+        nodes = [n for n in plan.nodes.values() if n.stage == st]
+        cached = sum(1 for n in nodes if artifacts.verify(ws, n.key).ok)
+        shared = sum(1 for n in nodes if len(n.cells) > 1)
+        hist = history.get(st)
+        est = sorted(hist)[len(hist) // 2] if hist else None
+        rows.append({"stage": st, "cells": len(spec.arms) * len(spec.replicates),
+                     "runs": len(nodes), "shared": shared, "cached": cached,
+                     "to_run": len(nodes) - cached, "est_s_each": est,
+                     "seeded": spec.recipe.stage(st).seeded})
+    out = {"study": spec.name, "recipe": spec.recipe.name, "question": spec.question,
+           "arms": [a.name for a in spec.arms], "replicates": spec.replicates,
+           "control": spec.control, "endpoint": spec.endpoint.metric, "direction": spec.direction,
+           "stages": rows, "valid": True}
+    if as_json:
+        _emit_json(out)
+        return
+    console.print(f"[bold]{spec.name}[/]: {spec.question}")
+    console.print(f"recipe {spec.recipe.name}; {len(spec.arms)} arms x {len(spec.replicates)} "
+                  f"replicates (seeds {spec.replicates}); control: {spec.control or '-'}; "
+                  f"endpoint: {spec.endpoint.metric} ({spec.direction} is better)")
+    console.print("arms: " + ", ".join(a.name for a in spec.arms))
+    t = Table("stage", "cells", "stage runs", "shared", "cached", "to run", "est. each")
+    for r in rows:
+        t.add_row(r["stage"], str(r["cells"]), str(r["runs"]), str(r["shared"]), str(r["cached"]),
+                  str(r["to_run"]), _fmt_s(r["est_s_each"]) if r["est_s_each"] else "-")
+    console.print(t)
+    console.print("[green]valid[/]")
+
+
+# ---------------------------------------------------------------- run
+@app.command()
+def run(study: Path = typer.Argument(..., help="The study file (TOML)."),
+        workspace: Optional[Path] = WorkspaceOpt,
+        detach: bool = typer.Option(False, "--detach", "-d",
+                                    help="Run in a background supervisor and return at once."),
+        cpus: Optional[float] = typer.Option(None, help="CPU slots (default: all cores)."),
+        memory_gb: Optional[float] = typer.Option(None, help="Memory budget (default: 90% of RAM)."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display.")) -> None:
+    """Run a study (resumes whatever is not done; cached stage runs are not run again)."""
+    from fairtrial.spec import load_spec
+
+    spec = load_spec(study)
+    ws = _ws(workspace)
+    if detach:
+        _detach(study, ws, cpus, memory_gb)
+        return
+    ok = _run_foreground(spec, ws, cpus, memory_gb, quiet)
+    raise typer.Exit(0 if ok else 1)
+
+
+@app.command()
+def resume(study: Path = typer.Argument(..., help="The study file (TOML)."),
+           workspace: Optional[Path] = WorkspaceOpt,
+           detach: bool = typer.Option(False, "--detach", "-d"),
+           cpus: Optional[float] = typer.Option(None), memory_gb: Optional[float] = typer.Option(None),
+           quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
+    """Same as `run`: finds lost and unfinished stage runs and completes them."""
+    run(study, workspace, detach, cpus, memory_gb, quiet)
+
+
+def _detach(study: Path, ws, cpus, memory_gb) -> None:
+    from fairtrial.spec import load_spec
+
+    spec = load_spec(study)
+    d = ws.study_dir(spec.name)
+    d.mkdir(parents=True, exist_ok=True)
+    log = d / "supervisor.log"
+    cmd = [sys.executable, "-m", "fairtrial.cli", "run", str(Path(study).resolve()),
+           "--workspace", str(ws.root), "--quiet"]
+    if cpus:
+        cmd += ["--cpus", str(cpus)]
+    if memory_gb:
+        cmd += ["--memory-gb", str(memory_gb)]
+    with open(log, "ab") as f:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
+                                start_new_session=True, cwd=os.getcwd())
+    info = d / "supervisor.json"
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace").strip().splitlines()[-5:]
+            raise UserError("the background run ended at once:\n" + "\n".join(tail))
+        try:
+            if json.loads(info.read_text()).get("pid") == proc.pid:
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.1)
+    console.print(f"started {spec.name} in the background (pid {proc.pid}); log: {log}")
+    console.print(f"watch: fairtrial status {spec.name} --watch    stop: fairtrial stop {spec.name}")
+
+
+def _run_foreground(spec, ws, cpus, memory_gb, quiet) -> bool:
+    from rich.progress import (BarColumn, Progress, TaskProgressColumn, TextColumn,
+                               TimeRemainingColumn)
+
+    from fairtrial.engine.local import Slots, StudyLock, Supervisor
+    from fairtrial.plan import plan_for
+    from fairtrial.store.digests import DigestCache
+
+    store = _store(ws)
+    lock = StudyLock(ws, spec.name)
+    lock.acquire()
+    try:
+        digests = DigestCache(ws.root / "digests.json")
+        try:
+            plan = plan_for(spec, digests)
+        except FileNotFoundError as e:
+            raise UserError(f"{spec.path.name}: input file {e} does not exist") from None
+        digests.save()
+        store.upsert_study(spec.name, str(spec.path), spec.recipe.name, spec.digest, spec.raw)
+        store.ensure_runs([n.to_record() for n in plan.nodes.values()], spec.name)
+        store.set_cells(spec.name, [(a, r, s, k) for (a, r, s), k in plan.cells.items()])
+        slots = Slots.of_machine(cpus, memory_gb)
+        show = not quiet and console.is_terminal
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                            TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
+                            console=console, disable=not show)
+        overall = progress.add_task(f"{spec.name}", total=len(plan.nodes), info="")
+        tasks: dict[str, int] = {}
+        last = [0.0]
+
+        def label(key: str) -> str:
+            n = plan.nodes[key]
+            arms = sorted({a for a, _ in n.cells})
+            who = arms[0] if len(arms) == 1 else f"{len(arms)} arms"
+            seed = f" seed {n.seed}" if n.seed is not None else ""
+            return escape(f"  {n.stage} [{who}{seed}] {key[:8]}")
+
+        def on_event(kind: str, info: dict) -> None:
+            key = info.get("key")
+            if kind == "started":
+                tasks[key] = progress.add_task(label(key), total=None, info="")
+            elif kind in ("done", "failed", "lost", "retry", "oom") and key in tasks:
+                progress.remove_task(tasks.pop(key))
+            if kind in ("done", "failed", "skipped", "lost", "retry", "oom", "corrupt"):
+                if kind == "done":
+                    progress.advance(overall)
+                msg = {"done": "[green]done[/]", "failed": f"[red]failed[/]: {info.get('error')}",
+                       "skipped": "[yellow]skipped[/] (an upstream stage failed)",
+                       "lost": f"[yellow]lost[/]: {info.get('error')}; running it again",
+                       "retry": f"[yellow]retry in {info.get('delay', 0):.0f}s[/]: {info.get('error')}",
+                       "oom": f"[yellow]out of memory[/]: retrying with {info.get('changed')}",
+                       "corrupt": f"[yellow]corrupt artifact[/] ({info.get('reason')}): rerunning"}[kind]
+                if not quiet:
+                    progress.console.print(f"{label(key).strip()}: {msg}", highlight=False)
+            if kind == "tick" and tasks and time.time() - last[0] > 0.5:
+                last[0] = time.time()
+                recs = store.get_runs(list(tasks))
+                for k, t in tasks.items():
+                    r = recs.get(k) or {}
+                    if r.get("progress_total"):
+                        rate = r.get("rate")
+                        progress.update(t, total=r["progress_total"], completed=r["progress_done"],
+                                        info=(f"{rate:.1f} {r.get('progress_unit') or 'it'}/s"
+                                              if rate else "") + (f" {r['message']}" if r.get("message") else ""))
+
+        sup = Supervisor(ws, store, spec.name, plan, slots, on_event=on_event)
+        with progress:
+            result = sup.run()
+            progress.update(overall, completed=result.done + result.cached)
+        n_total = len(plan.nodes)
+        console.print(f"{spec.name}: {result.done} run, {result.cached} cached, "
+                      f"{len(result.failed)} failed, {len(result.skipped)} skipped of {n_total} "
+                      "stage runs" + (" (interrupted; `fairtrial run` resumes)" if result.interrupted else ""))
+        for key in result.failed:
+            rec = store.get_run(key) or {}
+            console.print(f"  [red]failed[/] {plan.nodes[key].stage} {key[:12]}: "
+                          f"{(rec.get('error') or '').splitlines()[0] if rec.get('error') else ''}"
+                          f"  (fairtrial logs {key[:12]})")
+        if result.skipped:
+            names = sorted({plan.nodes[k].stage for k in result.skipped})
+            console.print(f"  skipped downstream of failures: {len(result.skipped)} ({', '.join(names)})")
+        return result.ok
+    finally:
+        lock.release()
+        store.dispose()
+
+
+# ---------------------------------------------------------------- status
+def _resolve_study(arg: Optional[str], store) -> list[str]:
+    if arg is None:
+        return [s["name"] for s in store.list_studies()]
+    p = Path(arg)
+    if p.suffix == ".toml" and p.exists():
+        from fairtrial.spec import load_spec
+
+        return [load_spec(p).name]
+    if store.get_study(arg):
+        return [arg]
+    known = [s["name"] for s in store.list_studies()]
+    raise UserError(f'unknown study "{arg}"; known in this workspace: {", ".join(known) or "none"}')
+
+
+@app.command()
+def status(study: Optional[str] = typer.Argument(None, help="Study name or file (default: all)."),
+           workspace: Optional[Path] = WorkspaceOpt,
+           as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+           watch: bool = typer.Option(False, "--watch", help="Refresh every 2 s until Ctrl-C."),
+           verify: bool = typer.Option(False, "--verify", help="Re-hash every artifact file."),
+           every: bool = typer.Option(False, "--all", help="List every cell, not only unfinished.")) -> None:
+    """Status per arm x replicate x stage, derived from artifacts, records and process liveness."""
+    from fairtrial.status import study_status
+
+    ws = _ws(workspace)
+    store = _store(ws)
+    names = _resolve_study(study, store)
+    if as_json:
+        _emit_json({"studies": [study_status(ws, store, n, verify).to_dict() for n in names]})
+        return
+    if watch:
+        from rich.live import Live
+
+        try:
+            with Live(console=console, refresh_per_second=1) as live:
+                while True:
+                    live.update(_status_view([study_status(ws, store, n) for n in names], every))
+                    time.sleep(2)
+        except KeyboardInterrupt:
+            return
+    if not names:
+        console.print("no studies in this workspace yet")
+        return
+    console.print(_status_view([study_status(ws, store, n, verify) for n in names], every))
+
+
+STATE_STYLE = {"done": "green", "cached": "cyan", "running": "blue", "pending": "white",
+               "failed": "red", "lost": "yellow"}
+
+
+def _status_view(statuses, every: bool):
+    from rich.console import Group
+
+    parts = []
+    for st in statuses:
+        sup = st.supervisor
+        head = f"[bold]{st.study}[/]  " + "  ".join(
+            f"[{STATE_STYLE.get(k, 'white')}]{k} {v}[/]" for k, v in sorted(st.totals.items())
+            if k != "total") + f"  (of {st.totals.get('total', 0)} stage runs)"
+        head += f"   ETA {_fmt_s(st.eta_s)}" if st.eta_s else ""
+        head += f"   supervisor pid {sup['pid']}" if sup else "   no supervisor running"
+        parts.append(head)
+        stages = st.stages or sorted({c.stage for c in st.cells})
+        t = Table("arm", "seed", *stages)
+        grid: dict[tuple, dict] = {}
+        for c in st.cells:
+            grid.setdefault((c.arm, c.replicate), {})[c.stage] = c
+        for (arm, rep), row in grid.items():
+            if not every and all(row[s].state in ("done", "cached") for s in row) and len(grid) > 20:
+                continue
+            cells = []
+            for s in stages:
+                c = row.get(s)
+                if not c:
+                    cells.append("")
+                    continue
+                r = st.runs[c.key]
+                txt = f"[{STATE_STYLE.get(r.state, 'white')}]{r.state}[/]"
+                if r.state == "running" and r.progress_total:
+                    txt += f" {100 * (r.progress or 0) / r.progress_total:.0f}%"
+                    if r.eta_s is not None:
+                        txt += f" ETA {_fmt_s(r.eta_s)}"
+                if r.state == "failed" and r.error:
+                    txt += f": {r.error[:60]}"
+                if r.adjustments:
+                    txt += " [yellow](OOM back-off)[/]"
+                if r.shared:
+                    txt += " [dim]shared[/]"
+                cells.append(txt)
+            t.add_row(arm, str(rep), *cells)
+        parts.append(t)
+    return Group(*parts)
+
+
+# ---------------------------------------------------------------- stop
+@app.command()
+def stop(study: Optional[str] = typer.Argument(None, help="Study name or file."),
+         workspace: Optional[Path] = WorkspaceOpt,
+         timeout: float = typer.Option(60, help="Seconds to wait for a clean end.")) -> None:
+    """End a background run cleanly (running stage runs are interrupted and resume later)."""
+    from fairtrial.engine.local import read_supervisor
+    from fairtrial.status import _alive
+
+    ws = _ws(workspace)
+    store = _store(ws)
+    names = _resolve_study(study, store)
+    import socket
+
+    live = []
+    for n in names:
+        sup = read_supervisor(ws.study_dir(n) / "supervisor.json")
+        if sup and _alive(sup.get("pid"), sup.get("host"), socket.gethostname()):
+            live.append((n, sup))
+    if not live:
+        raise Refused("nothing to stop: no supervisor is running" +
+                      (f" for {names[0]}" if study else ""))
+    for n, sup in live:
+        os.kill(sup["pid"], signal.SIGTERM)
+        deadline = time.time() + timeout
+        while time.time() < deadline and _alive(sup["pid"], None, ""):
+            time.sleep(0.2)
+        if _alive(sup["pid"], None, ""):
+            raise Refused(f"{n}: supervisor pid {sup['pid']} did not end within {timeout:.0f}s")
+        console.print(f"stopped {n} (supervisor pid {sup['pid']}); `fairtrial run` resumes it")
+
+
+# ---------------------------------------------------------------- logs
+@app.command()
+def logs(stage_run: str = typer.Argument(..., help="A stage-run key (a prefix of 6+ characters) "
+                                                   "or arm/seed/stage with --study."),
+         study: Optional[str] = typer.Option(None, "--study", "-s"),
+         workspace: Optional[Path] = WorkspaceOpt,
+         tail: int = typer.Option(0, help="Only the last N lines."),
+         follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines.")) -> None:
+    """Show a stage run's log."""
+    ws = _ws(workspace)
+    store = _store(ws)
+    key = _find_key(stage_run, study, ws, store)
+    path = ws.log(key)
+    if not path.exists():
+        raise UserError(f"stage run {key[:12]} has no log yet (it has not started)")
+    text = path.read_text(errors="replace")
+    lines = text.splitlines()
+    sys.stdout.write("\n".join(lines[-tail:] if tail else lines) + "\n")
+    if follow:
+        with open(path, errors="replace") as f:
+            f.seek(0, 2)
+            try:
+                while True:
+                    line = f.readline()
+                    if line:
+                        sys.stdout.write(line)
+                        sys.stdout.flush()
+                    else:
+                        time.sleep(0.5)
+            except KeyboardInterrupt:
+                return
+
+
+def _find_key(ref: str, study: Optional[str], ws, store) -> str:
+    if "/" in ref:
+        parts = ref.split("/")
+        if len(parts) != 3 or not study:
+            raise UserError("give arm/seed/stage together with --study NAME")
+        names = _resolve_study(study, store)
+        for c in store.get_cells(names[0]):
+            if (c["arm"], str(c["replicate"]), c["stage"]) == tuple(parts):
+                return c["key"]
+        raise UserError(f"no cell {ref} in study {names[0]}")
+    if len(ref) < 6:
+        raise UserError("give at least 6 characters of the stage-run key")
+    matches = [k for k in store.get_runs() if k.startswith(ref)]
+    if not matches:
+        raise UserError(f"no stage run with key {ref}...")
+    if len(matches) > 1:
+        raise UserError(f"{ref} is ambiguous: {len(matches)} stage runs match; give more characters")
+    return matches[0]
+
+
+# ---------------------------------------------------------------- recipes
+@app.command()
+def recipes() -> None:
+    """List the recipes and their stages and metrics."""
+    from fairtrial.recipes import registry
+
+    for name in registry.names():
+        try:
+            r = registry.get(name)
+        except UserError as e:
+            console.print(f"[bold]{name}[/]: unavailable ({e})")
+            continue
+        console.print(f"[bold]{name}[/]: {r.description}")
+        console.print("  stages: " + " -> ".join(s.name for s in r.stages))
+        console.print("  metrics: " + ", ".join(f"{m.name} ({m.direction})" for m in r.metrics))
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    console.print(f"fairtrial {__version__}")
+
+
+# ---------------------------------------------------------------- entry point
+def main(argv: list[str] | None = None) -> int:
+    import click
+
+    try:
+        app(args=argv, standalone_mode=False, prog_name="fairtrial")
+        return 0
+    except typer.Exit as e:
+        return e.exit_code
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except UserError as e:
+        err_console.print(f"[red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
+        return e.exit_code
+    except click.ClickException as e:
+        err_console.print(f"[red]error:[/] {e.format_message()}", highlight=False)
+        return 2
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        return 130
+    except KeyboardInterrupt:
+        return 130
+    except Exception:  # noqa: BLE001 - a bug: keep the traceback, show where it is
+        log = Path(os.environ.get("FAIRTRIAL_CRASH_DIR", "/tmp")) / f"fairtrial-crash-{int(time.time())}.log"
+        with open(log, "w") as f:
+            f.write(f"fairtrial {__version__}, Python {platform.python_version()}, "
+                    f"{platform.platform()}\nargv: {sys.argv}\n\n{traceback.format_exc()}")
+        err_console.print(f"[red]internal error[/] (a bug in fairtrial): "
+                          f"{traceback.format_exception_only(sys.exc_info()[1])[-1].strip()}\n"
+                          f"the traceback and versions are in {log}; please include it in a report")
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())

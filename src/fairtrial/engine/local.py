@@ -1,0 +1,429 @@
+"""The local executor: the embedded default.
+
+One supervisor per study (an exclusive file lock says so) schedules ready stage runs onto worker
+processes within the machine's slots (CPU slots, memory, GPUs), supervises them, retries transient
+failures with back-off, applies OOM policies, and survives its own death: a new supervisor finds
+runs whose process is gone (`lost`) and runs them again, from their checkpoints where they keep one.
+
+Workers for CPU stages are long-lived (a Python start-up per stage run would cost more than a
+trivial stage); a GPU stage gets a fresh worker with CUDA_VISIBLE_DEVICES set to its devices.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
+from pathlib import Path
+from typing import Any, Callable
+
+import psutil
+
+from fairtrial.errors import Refused
+from fairtrial.plan import Node, Plan
+from fairtrial.store import artifacts
+from fairtrial.store.db import Store
+from fairtrial.workspace import Workspace
+
+MAX_LOST = 3
+"""A run whose worker dies this many times is failed (a segfaulting stage must not loop)."""
+BACKOFF_S = 1.0
+
+
+def detect_gpus() -> list[str]:
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g for g in env.split(",") if g.strip() and g.strip() != "-1"]
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
+            return [str(i) for i, line in enumerate(out.stdout.splitlines()) if line.startswith("GPU")]
+        except (OSError, subprocess.SubprocessError):
+            return []
+    return []
+
+
+@dataclass
+class Slots:
+    cpus: float
+    memory_gb: float
+    gpus: list[str]
+
+    @classmethod
+    def of_machine(cls, cpus: float | None = None, memory_gb: float | None = None,
+                   gpus: list[str] | None = None) -> "Slots":
+        return cls(cpus=cpus or float(os.cpu_count() or 1),
+                   memory_gb=memory_gb or psutil.virtual_memory().total / 2**30 * 0.9,
+                   gpus=detect_gpus() if gpus is None else gpus)
+
+
+class StudyLock:
+    """An exclusive, non-blocking flock: the kernel releases it when the holder dies, so a killed
+    supervisor never leaves a stale lock behind."""
+
+    def __init__(self, ws: Workspace, study: str):
+        self.path = ws.locks / f"study-{study}.lock"
+        self.info = ws.study_dir(study) / "supervisor.json"
+        self.study = study
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            holder = read_supervisor(self.info)
+            who = f" (pid {holder['pid']}, started {time.ctime(holder['started_at'])})" if holder else ""
+            raise Refused(f'study "{self.study}" is already running{who}; watch it with '
+                          f"`fairtrial status {self.study}` or end it with `fairtrial stop {self.study}`")
+        self.fd = fd
+        self.info.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.info.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                   "started_at": time.time()}))
+        os.replace(tmp, self.info)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            try:
+                self.info.unlink()
+            except FileNotFoundError:
+                pass
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+    def held_by_other(self) -> bool:
+        """True when some live process holds the lock (used by status and stop)."""
+        if not self.path.exists():
+            return False
+        fd = os.open(self.path, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        finally:
+            os.close(fd)
+
+
+def read_supervisor(info: Path) -> dict | None:
+    try:
+        return json.loads(info.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass
+class Worker:
+    proc: Any
+    conn: Any
+    env_key: str
+    task: dict | None = None
+    slot: dict = field(default_factory=dict)
+
+
+@dataclass
+class RunSummary:
+    done: int = 0
+    cached: int = 0
+    failed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    interrupted: bool = False
+    executed: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.skipped and not self.interrupted
+
+
+class Supervisor:
+    def __init__(self, ws: Workspace, store: Store, study: str, plan: Plan,
+                 slots: Slots | None = None, on_event: Callable[[str, dict], None] | None = None,
+                 stale_s: float | None = None):
+        self.ws = ws
+        self.store = store
+        self.study = study
+        self.plan = plan
+        self.slots = slots or Slots.of_machine()
+        self.on_event = on_event or (lambda kind, info: None)
+        self.free_cpus = self.slots.cpus
+        self.free_mem = self.slots.memory_gb
+        self.free_gpus = list(self.slots.gpus)
+        self.workers: list[Worker] = []
+        self.state: dict[str, str] = {}
+        self.effective: dict[str, dict] = {}
+        self.adjustments: dict[str, list] = {}
+        self.retry_at: dict[str, float] = {}
+        self.lost_count: dict[str, int] = {}
+        self.stop_requested = False
+        self.ctx = mp.get_context("spawn")
+
+    # ---- the loop ----
+    def run(self) -> RunSummary:
+        summary = RunSummary()
+        self._prepare(summary)
+        old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+        for s in old:
+            signal.signal(s, self._on_signal)
+        try:
+            while not self.stop_requested:
+                self._advance(summary)
+                active = [k for k, s in self.state.items() if s in ("waiting", "ready", "running")]
+                if not active:
+                    break
+                self._dispatch()
+                self._collect(summary, timeout=0.2)
+                self.on_event("tick", {})
+            if self.stop_requested:
+                summary.interrupted = True
+                self._interrupt_all()
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+            self._shutdown_workers()
+        return summary
+
+    def _on_signal(self, signum, _frame) -> None:
+        self.stop_requested = True
+
+    def _prepare(self, summary: RunSummary) -> None:
+        artifacts.clean_tmp(self.ws)
+        records = self.store.get_runs(self.plan.nodes.keys())
+        for key, node in self.plan.nodes.items():
+            v = artifacts.verify(self.ws, key)
+            rec = records.get(key) or {}
+            if v.ok:
+                self.state[key] = "done"
+                summary.cached += 1
+                if rec.get("state") != "done":
+                    # the artifact is the truth: a supervisor may have died after the commit
+                    self.store.update_run(key, state="done")
+                continue
+            if v.reason not in ("missing",):
+                artifacts.quarantine(self.ws, key)
+                self.on_event("corrupt", {"key": key, "reason": v.reason})
+            if rec.get("state") == "running":
+                # its supervisor is gone (we hold the lock): the run is lost; resume it
+                self.store.end_attempt(key, "lost", error="process lost; resumed", state="pending")
+            self.state[key] = "waiting"
+            self.effective[key] = dict(rec.get("effective_params") or node.params) \
+                if rec.get("adjustments") else dict(node.params)
+            self.adjustments[key] = list(rec.get("adjustments") or [])
+
+    def _advance(self, summary: RunSummary) -> None:
+        now = time.time()
+        for key, node in self.plan.nodes.items():
+            if self.state[key] != "waiting":
+                continue
+            if key in self.retry_at and self.retry_at[key] > now:
+                continue
+            needs = [self.state[k] for k in node.needs.values()]
+            if any(s in ("failed", "skipped") for s in needs):
+                self.state[key] = "skipped"
+                summary.skipped.append(key)
+                self.on_event("skipped", {"key": key, "stage": node.stage})
+            elif all(s == "done" for s in needs):
+                self.state[key] = "ready"
+
+    def _fits(self, node: Node) -> bool:
+        r = node.resources
+        cpus = min(r.cpus, self.slots.cpus)
+        mem = min(r.memory_gb, self.slots.memory_gb)
+        return cpus <= self.free_cpus + 1e-9 and mem <= self.free_mem + 1e-9 and \
+            r.gpus <= len(self.free_gpus)
+
+    def _dispatch(self) -> None:
+        for key, node in self.plan.nodes.items():
+            if self.state[key] != "ready":
+                continue
+            if node.resources.gpus > len(self.slots.gpus):
+                self._fail(key, f"stage {node.stage} asks for {node.resources.gpus} GPU(s); this "
+                           f"machine has {len(self.slots.gpus)}. Lower resources.{node.stage}.gpus "
+                           "in the study file or run on a machine with GPUs")
+                continue
+            if not self._fits(node):
+                continue
+            self._start(key, node)
+
+    def _start(self, key: str, node: Node) -> None:
+        r = node.resources
+        cpus = min(r.cpus, self.slots.cpus)
+        mem = min(r.memory_gb, self.slots.memory_gb)
+        gpus = [self.free_gpus.pop(0) for _ in range(r.gpus)]
+        self.free_cpus -= cpus
+        self.free_mem -= mem
+        env = {"CUDA_VISIBLE_DEVICES": ",".join(gpus),
+               "OMP_NUM_THREADS": str(max(1, int(cpus))),
+               "MKL_NUM_THREADS": str(max(1, int(cpus))),
+               "TOKENIZERS_PARALLELISM": "false"}
+        env_key = "cpu" if not gpus else "gpu:" + ",".join(gpus)
+        w = self._worker(env, env_key, int(cpus))
+        w.slot = {"cpus": cpus, "mem": mem, "gpus": gpus}
+        attempt = self.store.start_attempt(key, self.study, w.proc.pid, socket.gethostname())
+        self.store.update_run(key, effective_params=self.effective[key],
+                              adjustments=self.adjustments[key])
+        task = {
+            "key": key, "recipe": node.recipe, "stage": node.stage, "study": self.study,
+            "params": self.effective[key], "declared_params": node.params,
+            "adjustments": self.adjustments[key], "seed": node.seed, "needs": node.needs,
+            "inputs": {n: str(self.ws.artifact(k)) for n, k in node.needs.items()},
+            "input_files": node.input_files, "attempt": attempt,
+            "device": "cuda" if gpus else "cpu", "cpus": cpus,
+        }
+        w.task = task
+        w.conn.send(task)
+        self.state[key] = "running"
+        self.on_event("started", {"key": key, "stage": node.stage, "attempt": attempt})
+
+    def _worker(self, env: dict, env_key: str, cpus: int) -> Worker:
+        if env_key == "cpu":
+            for w in self.workers:
+                if w.task is None and w.env_key == env_key and w.proc.is_alive():
+                    return w
+        parent, child = self.ctx.Pipe()
+        from fairtrial.engine.worker import worker_main
+
+        proc = self.ctx.Process(target=worker_main, daemon=True,
+                                args=(child, env, str(self.ws.root), self.store.url, os.getpid()))
+        proc.start()
+        child.close()
+        w = Worker(proc=proc, conn=parent, env_key=env_key)
+        self.workers.append(w)
+        return w
+
+    def _release(self, w: Worker) -> None:
+        self.free_cpus += w.slot.get("cpus", 0)
+        self.free_mem += w.slot.get("mem", 0)
+        self.free_gpus.extend(w.slot.get("gpus", []))
+        w.slot = {}
+        w.task = None
+        if w.env_key != "cpu":
+            self._stop_worker(w)
+
+    def _collect(self, summary: RunSummary, timeout: float) -> None:
+        busy = [w for w in self.workers if w.task is not None]
+        if not busy:
+            time.sleep(min(timeout, max(0.0, min(self.retry_at.values(), default=time.time())
+                                        - time.time())) if self.retry_at else 0)
+            return
+        ready = wait([w.conn for w in busy] + [w.proc.sentinel for w in busy], timeout=timeout)
+        for w in busy:
+            if w.conn in ready:
+                try:
+                    result = w.conn.recv()
+                except (EOFError, OSError):
+                    result = None
+                if result is not None:
+                    key = w.task["key"]
+                    self._release(w)
+                    self._handle(key, result, summary)
+                    continue
+            if not w.proc.is_alive() and w.task is not None:
+                key = w.task["key"]
+                self._release(w)
+                self._lost(key, w.proc.exitcode)
+
+    def _handle(self, key: str, result: dict, summary: RunSummary) -> None:
+        node = self.plan.nodes[key]
+        outcome = result["outcome"]
+        if outcome == "done":
+            self.store.end_attempt(key, "done", state="done", study=self.study,
+                                   duration_s=result["ended"] - result["started"],
+                                   summary=result.get("summary"))
+            self.state[key] = "done"
+            summary.done += 1
+            summary.executed.append(key)
+            self.on_event("done", {"key": key, "stage": node.stage})
+            return
+        attempt_n = (self.store.get_run(key) or {}).get("attempts", 1)
+        recipe_stage = _stage_of(node)
+        if outcome == "transient" and attempt_n <= recipe_stage.max_retries:
+            delay = BACKOFF_S * 2 ** (attempt_n - 1)
+            self.store.end_attempt(key, "transient", error=result["error"], state="pending")
+            self.retry_at[key] = time.time() + delay
+            self.state[key] = "waiting"
+            self.on_event("retry", {"key": key, "stage": node.stage, "delay": delay,
+                                    "error": result["error"]})
+            return
+        if outcome == "oom":
+            policy = recipe_stage.oom
+            new = policy(dict(self.effective[key])) if policy else None
+            if new is not None:
+                change = {k: [self.effective[key].get(k), v] for k, v in new.items()
+                          if self.effective[key].get(k) != v}
+                self.adjustments[key].append({"reason": result["error"], "changed": change})
+                self.effective[key] = new
+                self.store.end_attempt(key, "oom", error=result["error"], state="pending",
+                                       effective_params=new, adjustments=self.adjustments[key])
+                self.state[key] = "waiting"
+                self.on_event("oom", {"key": key, "stage": node.stage, "changed": change})
+                return
+            result["error"] = (f"out of memory and the OOM policy has nothing left to try "
+                               f"({result['error']})")
+        self._fail(key, result["error"], outcome if outcome != "oom" else "oom")
+        summary.failed.append(key)
+
+    def _fail(self, key: str, error: str, outcome: str = "failed") -> None:
+        self.store.end_attempt(key, outcome, error=error, state="failed")
+        self.state[key] = "failed"
+        self.on_event("failed", {"key": key, "stage": self.plan.nodes[key].stage, "error": error})
+
+    def _lost(self, key: str, exitcode: int | None) -> None:
+        n = self.lost_count.get(key, 0) + 1
+        self.lost_count[key] = n
+        msg = f"worker process died (exit code {exitcode})"
+        if n >= MAX_LOST:
+            self._fail(key, f"{msg} {n} times; giving up", "lost")
+            return
+        self.store.end_attempt(key, "lost", error=msg, state="pending")
+        self.state[key] = "waiting"
+        self.on_event("lost", {"key": key, "stage": self.plan.nodes[key].stage, "error": msg})
+
+    def _interrupt_all(self) -> None:
+        for w in self.workers:
+            if w.task is not None:
+                key = w.task["key"]
+                self._stop_worker(w)
+                self.store.end_attempt(key, "interrupted", error="stopped by the user",
+                                       state="interrupted")
+                self.state[key] = "waiting"
+                w.task = None
+
+    def _stop_worker(self, w: Worker) -> None:
+        try:
+            if w.task is None and w.proc.is_alive():
+                w.conn.send(None)
+                w.proc.join(timeout=2)
+        except (OSError, BrokenPipeError):
+            pass
+        if w.proc.is_alive():
+            w.proc.terminate()
+            w.proc.join(timeout=5)
+        if w.proc.is_alive():
+            w.proc.kill()
+            w.proc.join(timeout=5)
+        if w in self.workers:
+            self.workers.remove(w)
+
+    def _shutdown_workers(self) -> None:
+        for w in list(self.workers):
+            self._stop_worker(w)
+
+
+def _stage_of(node: Node):
+    from fairtrial.recipes import registry
+
+    return registry.get(node.recipe).stage(node.stage)

@@ -1,0 +1,157 @@
+"""A worker process: receives stage runs from its supervisor over a pipe, runs each one with its
+output going to the run's log, commits the artifact, and answers with the outcome.
+
+Outcomes: done | failed (StageError or a bug) | transient (TransientError: retry with back-off)
+| oom (OutOfMemory, MemoryError, torch.cuda.OutOfMemoryError: apply the OOM policy).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from fairtrial.plan import digest_of
+
+
+def _is_oom(e: BaseException) -> bool:
+    from fairtrial.recipes.api import OutOfMemory
+
+    if isinstance(e, (OutOfMemory, MemoryError)):
+        return True
+    name = type(e).__name__
+    return name == "OutOfMemoryError" or "out of memory" in str(e).lower()[:200]
+
+
+class _RedirectOutput:
+    """Send fd 1 and 2 (Python and C-level output) to the run's log for the duration."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.f = open(self.path, "ab", buffering=0)
+        self.saved = (os.dup(1), os.dup(2))
+        os.dup2(self.f.fileno(), 1)
+        os.dup2(self.f.fileno(), 2)
+        return self
+
+    def __exit__(self, *exc):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(self.saved[0], 1)
+        os.dup2(self.saved[1], 2)
+        os.close(self.saved[0])
+        os.close(self.saved[1])
+        self.f.close()
+
+
+def run_task(task: dict[str, Any], store, ws, heartbeat) -> dict[str, Any]:
+    from fairtrial.engine.context import RunContext
+    from fairtrial.recipes import registry
+    from fairtrial.recipes.api import StageError, TransientError
+    from fairtrial.store import artifacts
+
+    key = task["key"]
+    log_path = ws.log(key)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = artifacts.new_tmp(ws, key)
+    out = tmp / "out"
+    ckpt = ws.checkpoint(key)
+    ckpt.mkdir(parents=True, exist_ok=True)
+    logger = logging.getLogger(f"fairtrial.stage.{key[:12]}")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    started = time.time()
+    heartbeat.key = key
+    with _RedirectOutput(log_path):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.handlers[:] = [handler]
+        logger.info("stage %s (%s) attempt %s: key %s", task["stage"], task["recipe"],
+                    task.get("attempt"), key)
+        logger.info("params %s seed %s", task["params"], task["seed"])
+        try:
+            recipe = registry.get(task["recipe"])
+            stage = recipe.stage(task["stage"])
+            inputs = {n: Path(p) for n, p in task["inputs"].items()}
+            ctx = RunContext(key=key, store=store, params=task["params"], seed=task["seed"],
+                             out=out, inputs=inputs, checkpoint_dir=ckpt, log=logger,
+                             device=task.get("device", "cpu"), cpus=task.get("cpus", 1))
+            if "torch" in sys.modules:
+                sys.modules["torch"].set_num_threads(max(1, int(task.get("cpus", 1))))
+            summary = stage.fn(ctx) or {}
+            ended = time.time()
+            input_digests = {}
+            for n, p in inputs.items():
+                try:
+                    input_digests[n] = digest_of(artifacts.read_manifest(p).get("files", {}))
+                except (OSError, ValueError):
+                    input_digests[n] = None
+            manifest = artifacts.commit(ws, key, out, {
+                "recipe": task["recipe"], "stage": task["stage"], "version": stage.version,
+                "params": task["declared_params"], "effective_params": task["params"],
+                "adjustments": task.get("adjustments", []), "seed": task["seed"],
+                "needs": task["needs"], "input_digests": input_digests,
+                "input_files": task.get("input_files", {}), "study": task.get("study"),
+                "started_at": started, "ended_at": ended, "summary": summary,
+            })
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(ckpt, ignore_errors=True)
+            logger.info("done in %.2fs", ended - started)
+            return {"key": key, "outcome": "done", "summary": summary, "started": started,
+                    "ended": ended, "files": len(manifest.get("files", {}))}
+        except StageError as e:
+            logger.error("failed: %s", e)
+            outcome, msg = "failed", str(e)
+        except TransientError as e:
+            logger.warning("transient failure: %s", e)
+            outcome, msg = "transient", str(e)
+        except BaseException as e:  # noqa: BLE001 - every failure must reach the records
+            if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                raise
+            logger.error("%s", traceback.format_exc())
+            if _is_oom(e):
+                outcome, msg = "oom", f"{type(e).__name__}: {e}"
+            else:
+                outcome, msg = "failed", f"{type(e).__name__}: {e} (traceback in the log)"
+        finally:
+            heartbeat.key = None
+        shutil.rmtree(tmp, ignore_errors=True)
+        return {"key": key, "outcome": outcome, "error": msg, "started": started,
+                "ended": time.time()}
+
+
+def worker_main(conn, env: dict[str, str], ws_root: str, db_url: str, parent_pid: int) -> None:
+    """Entry point of a worker process (multiprocessing 'spawn')."""
+    os.environ.update(env)
+    from fairtrial.engine.context import Heartbeat
+    from fairtrial.store.db import Store
+    from fairtrial.workspace import Workspace
+
+    ws = Workspace(Path(ws_root))
+    store = Store(db_url)
+    hb = Heartbeat(store, parent_pid)
+    hb.start()
+    try:
+        while True:
+            try:
+                task = conn.recv()
+            except EOFError:
+                break
+            if task is None:
+                break
+            result = run_task(task, store, ws, hb)
+            conn.send(result)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        hb.stop()
+        store.dispose()

@@ -1,0 +1,357 @@
+"""The study file's schema: validated once, at the boundary; nothing downstream re-validates.
+
+Every error reads `study.toml:12: arms[2].data: what is wrong, what would be right`, and all errors
+of a file are reported at once (one per line), before any compute.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from fairtrial.errors import UserError
+from fairtrial.recipes import registry
+from fairtrial.recipes.api import Recipe, Resources
+from fairtrial.tomlpos import format_loc, line_of
+
+
+class SpecError(UserError):
+    """One or more errors in a study file; `errors` holds (line, loc, message) triples."""
+
+    def __init__(self, path: Path, errors: list[tuple[int | None, str, str]]):
+        self.path = path
+        self.errors = errors
+        lines = []
+        for line, loc, msg in errors:
+            where = f"{path.name}:{line}" if line else f"{path.name}"
+            lines.append(f"{where}: {loc}: {msg}" if loc else f"{where}: {msg}")
+        super().__init__("\n".join(lines))
+
+
+# ---- the file's own schema (recipe params are validated by the recipe's model) ----
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+
+class EndpointSpec(_Strict):
+    metric: str
+    direction: Literal["lower", "higher"] | None = None
+    secondary: list[str] = Field(default_factory=list)
+
+
+class DecisionSpec(_Strict):
+    min_effect: float = Field(0.0, ge=0)
+    effect: Literal["absolute", "relative"] = "relative"
+    alpha: float = Field(0.05, gt=0, lt=1)
+    correction: Literal["holm", "bonferroni", "none"] = "holm"
+    compare: Literal["control", "all-pairs"] = "control"
+
+
+class ResourceSpec(_Strict):
+    cpus: float = Field(1, gt=0)
+    gpus: int = Field(0, ge=0)
+    memory_gb: float = Field(0.5, gt=0)
+
+
+class StudyFile(_Strict):
+    name: str | None = None
+    question: str = Field(min_length=1)
+    recipe: str
+    replicates: list[int] = Field(min_length=1)
+    control: str | None = None
+    endpoint: EndpointSpec
+    decision: DecisionSpec = Field(default_factory=DecisionSpec)
+    params: dict[str, Any] = Field(default_factory=dict)
+    arms: list[dict[str, Any]] = Field(default_factory=list)
+    grid: dict[str, Any] | None = None
+    resources: dict[str, ResourceSpec] = Field(default_factory=dict)
+    analysis: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("replicates", mode="before")
+    @classmethod
+    def _ints(cls, v):
+        if isinstance(v, list):
+            for i, s in enumerate(v):
+                if not isinstance(s, int) or isinstance(s, bool):
+                    raise ValueError(f"seeds must be integers; item {i} is {s!r}")
+        return v
+
+    @field_validator("replicates")
+    @classmethod
+    def _unique(cls, v):
+        if len(set(v)) != len(v):
+            raise ValueError(f"seeds must be distinct; got {v}")
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v):
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", v):
+            raise ValueError(f"{v!r} is not a usable study name; use letters, digits, _ . -")
+        return v
+
+
+# ---- the validated study ----
+
+@dataclass
+class Arm:
+    name: str
+    params: dict[str, Any]
+    """Resolved recipe params (defaults filled in, JSON-able): what the cache keys see."""
+    overrides: dict[str, Any]
+    origin: str
+    """Where the arm was declared: "arms[2]" or "grid"."""
+
+
+@dataclass
+class Spec:
+    path: Path
+    name: str
+    question: str
+    recipe: Recipe
+    replicates: list[int]
+    control: str | None
+    endpoint: EndpointSpec
+    decision: DecisionSpec
+    params: dict[str, Any]
+    arms: list[Arm]
+    resources: dict[str, Resources]
+    analysis: dict[str, Any]
+    digest: str
+    raw: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    def arm(self, name: str) -> Arm:
+        for a in self.arms:
+            if a.name == name:
+                return a
+        raise KeyError(name)
+
+    def resources_for(self, stage: str) -> Resources:
+        return self.resources.get(stage) or self.recipe.stage(stage).resources
+
+    @property
+    def direction(self) -> str:
+        return self.endpoint.direction or self.recipe.metric(self.endpoint.metric).direction
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _pydantic_errors(err: ValidationError, model: type[BaseModel] | None = None):
+    """(loc, message) pairs with messages a user can act on."""
+    out = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        msg = e["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        if e["type"] == "extra_forbidden":
+            known = _known_keys(model, loc[:-1]) if model else []
+            msg = "unknown key" + (f"; known: {', '.join(known)}" if known else "")
+        elif e["type"] == "missing":
+            msg = "required key is missing"
+        elif "input" in e and e["type"] not in ("value_error", "assertion_error"):
+            msg = f"{msg} (got {e['input']!r})"
+        out.append((loc, msg))
+    return out
+
+
+def _known_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names of the (nested) pydantic model at `loc`."""
+    cur: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(cur, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        ann = fields[part].annotation
+        cur = _model_in(ann)
+        if cur is None:
+            return []
+    return sorted(getattr(cur, "model_fields", {}).keys())
+
+
+def _model_in(ann) -> type[BaseModel] | None:
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    for a in getattr(ann, "__args__", ()) or ():
+        m = _model_in(a)
+        if m is not None:
+            return m
+    return None
+
+
+def _toml_error_line(e: tomllib.TOMLDecodeError) -> int | None:
+    m = re.search(r"line (\d+)", str(e))
+    return int(m.group(1)) if m else None
+
+
+def _arm_name_from_template(template: str | None, combo: dict[str, Any]) -> str:
+    if template:
+        try:
+            return template.format(**combo)
+        except (KeyError, IndexError, ValueError) as e:
+            raise ValueError(f"name template {template!r} cannot be filled: {e}") from e
+    return ",".join(f"{k}={v}" for k, v in combo.items())
+
+
+def _expand_grid(grid: dict[str, Any]) -> tuple[str | None, list[dict[str, Any]]]:
+    grid = dict(grid)
+    template = grid.pop("name", None)
+    if not grid:
+        raise ValueError("empty grid: give at least one param with a list of values")
+    for k, v in grid.items():
+        if not isinstance(v, list) or not v:
+            raise ValueError(f"grid.{k} must be a non-empty list of values, got {v!r}")
+    keys = list(grid)
+    combos = [dict(zip(keys, vals)) for vals in itertools.product(*(grid[k] for k in keys))]
+    return template, combos
+
+
+def _dotted_to_nested(d: dict[str, Any]) -> dict[str, Any]:
+    """grid keys may be dotted ("model.n_layer"): turn them into nested dicts."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        parts = k.split(".")
+        cur = out
+        for p in parts[:-1]:
+            cur = cur.setdefault(p, {})
+        cur[parts[-1]] = v
+    return out
+
+
+def load_spec(path: str | Path) -> Spec:
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such study file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path.name}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        line = _toml_error_line(e)
+        msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(e))
+        raise SpecError(path, [(line, "", f"malformed TOML: {msg}")]) from None
+    return validate(raw, path, text)
+
+
+def validate(raw: dict[str, Any], path: Path, text: str = "") -> Spec:
+    errors: list[tuple[int | None, str, str]] = []
+
+    def err(loc: tuple, msg: str) -> None:
+        errors.append((line_of(text, loc) if text else None, format_loc(loc), msg))
+
+    try:
+        sf = StudyFile.model_validate(raw)
+    except ValidationError as e:
+        for loc, msg in _pydantic_errors(e, StudyFile):
+            err(loc, msg)
+        raise SpecError(path, errors) from None
+
+    try:
+        recipe = registry.get(sf.recipe)
+    except UserError as e:
+        err(("recipe",), str(e))
+        raise SpecError(path, errors) from None
+
+    # endpoint
+    metric_names = [m.name for m in recipe.metrics]
+    for i, m in enumerate([sf.endpoint.metric] + sf.endpoint.secondary):
+        loc = ("endpoint", "metric") if i == 0 else ("endpoint", "secondary", i - 1)
+        if m not in metric_names:
+            err(loc, f'unknown metric "{m}" for recipe {recipe.name}; known: {", ".join(metric_names)}')
+    if sf.endpoint.metric in metric_names and sf.endpoint.direction:
+        declared = recipe.metric(sf.endpoint.metric).direction
+        if declared != sf.endpoint.direction:
+            err(("endpoint", "direction"),
+                f'{sf.endpoint.metric} is "{declared}" is better, not "{sf.endpoint.direction}"')
+
+    # resources
+    stage_names = [s.name for s in recipe.stages]
+    resources: dict[str, Resources] = {}
+    for st, r in sf.resources.items():
+        if st not in stage_names:
+            err(("resources", st), f'unknown stage "{st}"; known: {", ".join(stage_names)}')
+        else:
+            resources[st] = Resources(cpus=r.cpus, gpus=r.gpus, memory_gb=r.memory_gb)
+
+    # arms: explicit, then the grid
+    declared: list[tuple[str, dict, str, tuple]] = []  # name, overrides, origin, loc prefix
+    for i, a in enumerate(sf.arms):
+        a = dict(a)
+        name = a.pop("name", None)
+        if not isinstance(name, str) or not name:
+            err(("arms", i), "each arm needs a name (a non-empty string)")
+            continue
+        declared.append((name, a, f"arms[{i}]", ("arms", i)))
+    if sf.grid is not None:
+        try:
+            template, combos = _expand_grid(sf.grid)
+            for combo in combos:
+                name = _arm_name_from_template(template, combo)
+                declared.append((name, _dotted_to_nested(combo), "grid", ("grid",)))
+        except ValueError as e:
+            err(("grid",), str(e))
+    if not declared and not errors:
+        err(("arms",), "no arms: declare [[arms]] and/or a [grid]")
+
+    seen: dict[str, str] = {}
+    arms: list[Arm] = []
+    for name, overrides, origin, loc in declared:
+        if name in seen:
+            err(loc + (("name",) if origin != "grid" else ()),
+                f'duplicate arm name "{name}" (also {seen[name]})')
+            continue
+        seen[name] = origin
+        merged = deep_merge(sf.params, overrides)
+        try:
+            model = recipe.params.model_validate(merged, context={"base_dir": path.parent.resolve()})
+        except ValidationError as e:
+            for ploc, msg in _pydantic_errors(e, recipe.params):
+                top = ploc[0] if ploc else None
+                if top is not None and top in overrides:
+                    where = loc + tuple(ploc) if origin != "grid" else ("grid",) + tuple(ploc)
+                else:
+                    where = ("params",) + tuple(ploc)
+                prefix = f"arm {name}: " if origin == "grid" else ""
+                err(where, prefix + msg)
+            continue
+        arms.append(Arm(name=name, params=model.model_dump(mode="json"), overrides=overrides,
+                        origin=origin))
+
+    if sf.control is not None and sf.control not in seen:
+        err(("control",), f'control "{sf.control}" is not an arm; arms: {", ".join(seen) or "none"}')
+    if sf.decision.compare == "control" and sf.control is None and len(seen) > 1:
+        err(("decision", "compare"),
+            'compare = "control" needs a control arm; set control = "<arm>" or compare = "all-pairs"')
+
+    if errors:
+        raise SpecError(path, errors)
+
+    canonical = json.dumps(raw, sort_keys=True, default=str)
+    return Spec(
+        path=path.resolve(), name=sf.name or path.stem, question=sf.question, recipe=recipe,
+        replicates=list(sf.replicates), control=sf.control, endpoint=sf.endpoint,
+        decision=sf.decision, params=sf.params, arms=arms, resources=resources,
+        analysis=sf.analysis, digest=hashlib.sha256(canonical.encode()).hexdigest(), raw=raw,
+    )

@@ -1,0 +1,195 @@
+"""Status that cannot lie: derived from artifacts, records and process liveness, never from claims.
+
+done     a verified manifest exists, produced for this study
+cached   a verified manifest exists, produced earlier by another study (shared by key)
+running  the record says running, its process is alive on this host and its heartbeat is recent
+lost     the record says running but the process is gone or the heartbeat is stale
+failed   the last attempt failed (first line of the error)
+pending  anything else (never started, interrupted, waiting for a retry)
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import psutil
+
+from fairtrial.engine.context import STALE_S
+from fairtrial.store import artifacts
+from fairtrial.store.db import Store
+from fairtrial.workspace import Workspace
+
+
+@dataclass
+class RunStatus:
+    key: str
+    stage: str
+    state: str
+    arms: list[str] = field(default_factory=list)
+    attempts: int = 0
+    progress: float | None = None
+    progress_total: float | None = None
+    unit: str | None = None
+    rate: float | None = None
+    eta_s: float | None = None
+    duration_s: float | None = None
+    error: str | None = None
+    message: str | None = None
+    adjustments: list | None = None
+    shared: bool = False
+
+
+@dataclass
+class Cell:
+    arm: str
+    replicate: int
+    stage: str
+    key: str
+    state: str
+
+
+@dataclass
+class StudyStatus:
+    study: str
+    supervisor: dict | None
+    runs: dict[str, RunStatus]
+    cells: list[Cell]
+    totals: dict[str, int]
+    eta_s: float | None
+    generated_at: float
+    stages: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"study": self.study, "supervisor": self.supervisor, "totals": self.totals,
+                "eta_s": self.eta_s, "generated_at": self.generated_at, "stages": self.stages,
+                "runs": {k: asdict(v) for k, v in self.runs.items()},
+                "cells": [asdict(c) for c in self.cells]}
+
+
+def _alive(pid: int | None, host: str | None, this_host: str) -> bool | None:
+    """True/False for local processes; None when the run is on another host (heartbeat decides)."""
+    if not pid:
+        return False
+    if host and host != this_host:
+        return None
+    try:
+        p = psutil.Process(pid)
+        return p.status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def derive_state(rec: dict | None, verified: bool, study: str, now: float,
+                 this_host: str, stale_s: float = STALE_S) -> str:
+    if verified:
+        return "cached" if rec and rec.get("study") not in (None, study) else "done"
+    if not rec:
+        return "pending"
+    st = rec.get("state")
+    if st == "running":
+        alive = _alive(rec.get("pid"), rec.get("host"), this_host)
+        fresh = rec.get("heartbeat_at") and now - rec["heartbeat_at"] <= stale_s
+        if alive is False or not fresh:
+            return "lost"
+        return "running"
+    if st == "failed":
+        return "failed"
+    if st == "done":
+        return "lost"  # the record says done but the artifact is gone or corrupt
+    return "pending"
+
+
+def study_status(ws: Workspace, store: Store, study: str, verify: bool = False,
+                 stale_s: float = STALE_S) -> StudyStatus:
+    import socket
+
+    now = time.time()
+    this_host = socket.gethostname()
+    cells_rows = store.get_cells(study)
+    keys = sorted({c["key"] for c in cells_rows})
+    records = store.get_runs(keys)
+    from fairtrial.engine.local import read_supervisor
+
+    sup = read_supervisor(ws.study_dir(study) / "supervisor.json")
+    if sup and _alive(sup.get("pid"), sup.get("host"), this_host) is False:
+        sup = None
+    arms_of: dict[str, set] = {}
+    for c in cells_rows:
+        arms_of.setdefault(c["key"], set()).add((c["arm"], c["replicate"]))
+    recipe = next((r["recipe"] for r in records.values()), None)
+    history = store.durations(recipe) if recipe else {}
+    runs: dict[str, RunStatus] = {}
+    for key in keys:
+        rec = records.get(key)
+        if verify:
+            ok = artifacts.verify(ws, key, full=True).ok
+        else:
+            ok = (ws.artifact(key) / artifacts.MANIFEST).exists() and (
+                rec is None or rec.get("state") == "done" or artifacts.verify(ws, key).ok)
+        stage = rec["stage"] if rec else next(c["stage"] for c in cells_rows if c["key"] == key)
+        state = derive_state(rec, ok, study, now, this_host, stale_s)
+        rs = RunStatus(key=key, stage=stage, state=state,
+                       arms=sorted({a for a, _ in arms_of.get(key, ())}),
+                       shared=len(arms_of.get(key, ())) > 1)
+        if rec:
+            rs.attempts = rec.get("attempts") or 0
+            rs.duration_s = rec.get("duration_s")
+            rs.adjustments = rec.get("adjustments") or None
+            if state == "failed" and rec.get("error"):
+                rs.error = rec["error"].strip().splitlines()[0]
+            if state == "lost" and rec.get("state") == "running":
+                rs.error = "process gone or heartbeat stale; `fairtrial run` resumes it"
+            if state == "running":
+                rs.progress = rec.get("progress_done")
+                rs.progress_total = rec.get("progress_total")
+                rs.unit = rec.get("progress_unit")
+                rs.rate = rec.get("rate")
+                rs.message = rec.get("message")
+                rs.eta_s = _eta_running(rec, history.get(stage), now)
+        if state in ("pending", "lost") and history.get(stage):
+            rs.eta_s = statistics.median(history[stage])
+        runs[key] = rs
+    cells = [Cell(c["arm"], c["replicate"], c["stage"], c["key"], runs[c["key"]].state)
+             for c in sorted(cells_rows, key=lambda c: (c["arm"], c["replicate"]))]
+    totals: dict[str, int] = {}
+    for r in runs.values():
+        totals[r.state] = totals.get(r.state, 0) + 1
+    totals["total"] = len(runs)
+    stages: list[str] = []
+    srec = store.get_study(study)
+    if srec:
+        try:
+            from fairtrial.recipes import registry
+
+            stages = [s.name for s in registry.get(srec["recipe"]).stages]
+        except Exception:  # noqa: BLE001 - an uninstalled recipe: fall back to names
+            stages = []
+    return StudyStatus(study=study, supervisor=sup, runs=runs, cells=cells, totals=totals,
+                       eta_s=_eta_study(runs), generated_at=now, stages=stages)
+
+
+def _eta_running(rec: dict, history: list[float] | None, now: float) -> float | None:
+    done, total, rate = rec.get("progress_done"), rec.get("progress_total"), rec.get("rate")
+    if total and rate and rate > 0 and done is not None:
+        return max(0.0, (total - done) / rate)
+    if history and rec.get("started_at"):
+        return max(0.0, statistics.median(history) - (now - rec["started_at"]))
+    return None
+
+
+def _eta_study(runs: dict[str, RunStatus]) -> float | None:
+    """Remaining work: the longest running ETA plus the estimated pending work, as if run one at a
+    time (a conservative bound; the engine runs independent stages in parallel). None when a
+    pending stage has no history yet."""
+    todo = [r for r in runs.values() if r.state in ("pending", "lost", "running")]
+    if not todo:
+        return 0.0
+    total = 0.0
+    for r in todo:
+        if r.eta_s is None:
+            return None
+        total += r.eta_s
+    return total

@@ -1,0 +1,171 @@
+"""Content-addressed artifact folders.
+
+A stage run writes into a temporary folder; `commit` hashes every file, writes `manifest.json`
+last, and renames the folder into `artifacts/<key[:2]>/<key>`. An artifact whose manifest is missing
+or whose files do not match it does not exist: `verify` says so and `quarantine` moves it aside so
+the stage runs again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import fairtrial
+from fairtrial.store.digests import sha256_file
+from fairtrial.workspace import Workspace
+
+MANIFEST = "manifest.json"
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """fairtrial version plus the git commit of the source tree when it is a checkout."""
+    v = fairtrial.__version__
+    src = Path(fairtrial.__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "-C", str(src), "rev-parse", "--short=12", "HEAD"],
+                             capture_output=True, text=True, timeout=5)
+        if out.returncode == 0:
+            dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--", "."],
+                                   capture_output=True, text=True, timeout=5).stdout.strip()
+            v += "+g" + out.stdout.strip() + (".dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return v
+
+
+def new_tmp(ws: Workspace, key: str) -> Path:
+    d = ws.tmp / f"{key}.{os.getpid()}.{time.time_ns()}"
+    (d / "out").mkdir(parents=True)
+    return d
+
+
+def _files_of(folder: Path) -> dict[str, dict[str, Any]]:
+    files = {}
+    for root, dirs, names in os.walk(folder):
+        dirs.sort()
+        for n in sorted(names):
+            p = Path(root) / n
+            rel = str(p.relative_to(folder))
+            if rel == MANIFEST:
+                continue
+            st = p.stat()
+            files[rel] = {"sha256": sha256_file(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return files
+
+
+def commit(ws: Workspace, key: str, out: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """Hash `out`, write its manifest last, and rename it into place. Returns the manifest.
+    If another process committed the same key first, its artifact wins and ours is discarded."""
+    files = _files_of(out)
+    manifest = dict(meta)
+    manifest.update({
+        "key": key,
+        "files": files,
+        "code_version": code_version(),
+        "host": socket.gethostname(),
+        "committed_at": time.time(),
+    })
+    tmp_manifest = out / (MANIFEST + ".tmp")
+    with open(tmp_manifest, "w") as f:
+        json.dump(manifest, f, indent=1, sort_keys=True, default=str)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp_manifest, out / MANIFEST)
+    final = ws.artifact(key)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.exists():
+        if verify(ws, key).ok:
+            shutil.rmtree(out, ignore_errors=True)
+            return read_manifest(final)
+        quarantine(ws, key)
+    os.rename(out, final)
+    return manifest
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    with open(folder / MANIFEST) as f:
+        return json.load(f)
+
+
+@dataclass
+class Verified:
+    ok: bool
+    reason: str = ""
+    manifest: dict[str, Any] | None = None
+
+
+def verify(ws: Workspace, key: str, full: bool = False) -> Verified:
+    """Check an artifact against its manifest. Quick mode compares sizes and modification times
+    and re-hashes only files whose time changed; `full` re-hashes everything."""
+    folder = ws.artifact(key)
+    mpath = folder / MANIFEST
+    try:
+        manifest = read_manifest(folder)
+    except FileNotFoundError:
+        return Verified(False, "missing" if not folder.exists() else "no manifest")
+    except (OSError, ValueError) as e:
+        return Verified(False, f"unreadable manifest: {e}")
+    del mpath
+    if manifest.get("key") != key:
+        return Verified(False, "manifest key mismatch")
+    for rel, info in manifest.get("files", {}).items():
+        p = folder / rel
+        try:
+            st = p.stat()
+        except FileNotFoundError:
+            return Verified(False, f"file missing: {rel}")
+        if st.st_size != info["size"]:
+            return Verified(False, f"size mismatch: {rel}")
+        if full or st.st_mtime_ns != info.get("mtime_ns"):
+            if sha256_file(p) != info["sha256"]:
+                return Verified(False, f"digest mismatch: {rel}")
+    return Verified(True, manifest=manifest)
+
+
+def quarantine(ws: Workspace, key: str) -> Path | None:
+    """Move a bad artifact aside (kept for inspection under corrupt/)."""
+    folder = ws.artifact(key)
+    if not folder.exists():
+        return None
+    ws.corrupt.mkdir(parents=True, exist_ok=True)
+    dest = ws.corrupt / f"{key}.{time.time_ns()}"
+    os.rename(folder, dest)
+    return dest
+
+
+def clean_tmp(ws: Workspace, older_than_s: float = 0) -> int:
+    """Remove temporary folders left by dead writers."""
+    n = 0
+    if not ws.tmp.exists():
+        return 0
+    now = time.time()
+    for d in ws.tmp.iterdir():
+        try:
+            pid = int(d.name.split(".")[1])
+        except (IndexError, ValueError):
+            pid = -1
+        alive = pid > 0 and _pid_alive(pid)
+        if not alive and now - d.stat().st_mtime >= older_than_s:
+            shutil.rmtree(d, ignore_errors=True)
+            n += 1
+    return n
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

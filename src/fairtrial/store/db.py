@@ -1,0 +1,218 @@
+"""Records: stage runs, their attempts, which study cell uses which run, and studies.
+
+SQLite in WAL mode by default (many worker processes write heartbeats while readers look), any
+SQLAlchemy URL by setting. One row per stage-run key: attempts are counted on that row and logged
+in `attempts`, so a resumed or retried run never duplicates its record.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Iterable
+
+from sqlalchemy import (JSON, Column, Float, Integer, MetaData, String, Table, Text, create_engine,
+                        event, insert, select, update, delete)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+metadata = MetaData()
+
+stage_runs = Table(
+    "stage_runs", metadata,
+    Column("key", String(64), primary_key=True),
+    Column("recipe", String(64), nullable=False),
+    Column("stage", String(64), nullable=False),
+    Column("version", String(32), nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("seed", Integer),
+    Column("needs", JSON, nullable=False),
+    Column("input_files", JSON, nullable=False),
+    Column("state", String(16), nullable=False, default="pending"),
+    # pending | running | done | failed | interrupted  (what the engine last knew; status derives
+    # the truth from artifacts and process liveness)
+    Column("study", String(200)),       # the study that first produced it
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("pid", Integer),
+    Column("host", String(200)),
+    Column("started_at", Float),
+    Column("heartbeat_at", Float),
+    Column("ended_at", Float),
+    Column("duration_s", Float),
+    Column("progress_done", Float),
+    Column("progress_total", Float),
+    Column("progress_unit", String(32)),
+    Column("rate", Float),
+    Column("message", Text),
+    Column("error", Text),
+    Column("effective_params", JSON),
+    Column("adjustments", JSON),        # OOM back-offs applied, in order
+    Column("summary", JSON),
+    Column("created_at", Float, nullable=False),
+)
+
+attempts = Table(
+    "attempts", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(64), nullable=False, index=True),
+    Column("attempt", Integer, nullable=False),
+    Column("study", String(200)),
+    Column("pid", Integer),
+    Column("host", String(200)),
+    Column("started_at", Float),
+    Column("ended_at", Float),
+    Column("outcome", String(16)),      # done | failed | oom | transient | lost | interrupted
+    Column("error", Text),
+)
+
+cells = Table(
+    "cells", metadata,
+    Column("study", String(200), primary_key=True),
+    Column("arm", String(200), primary_key=True),
+    Column("replicate", Integer, primary_key=True),
+    Column("stage", String(64), primary_key=True),
+    Column("key", String(64), nullable=False, index=True),
+)
+
+studies = Table(
+    "studies", metadata,
+    Column("name", String(200), primary_key=True),
+    Column("path", Text),
+    Column("recipe", String(64)),
+    Column("spec_digest", String(64)),
+    Column("spec", JSON),
+    Column("updated_at", Float),
+)
+
+
+def _sqlite_pragmas(dbapi_conn, _record):
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+class Store:
+    def __init__(self, url: str):
+        self.url = url
+        kw: dict[str, Any] = {}
+        if url.startswith("sqlite"):
+            kw["connect_args"] = {"timeout": 30}
+        self.engine: Engine = create_engine(url, **kw)
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        metadata.create_all(self.engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # ---- studies and cells ----
+    def upsert_study(self, name: str, path: str, recipe: str, digest: str, spec: dict) -> None:
+        with self.engine.begin() as c:
+            row = {"path": path, "recipe": recipe, "spec_digest": digest,
+                   "spec": json.loads(json.dumps(spec, default=str)), "updated_at": time.time()}
+            if c.execute(select(studies.c.name).where(studies.c.name == name)).first():
+                c.execute(update(studies).where(studies.c.name == name).values(**row))
+            else:
+                c.execute(insert(studies).values(name=name, **row))
+
+    def set_cells(self, study: str, rows: Iterable[tuple[str, int, str, str]]) -> None:
+        """Replace the study's (arm, replicate, stage) -> key map (the plan may have changed)."""
+        rows = [{"study": study, "arm": a, "replicate": r, "stage": s, "key": k}
+                for a, r, s, k in rows]
+        with self.engine.begin() as c:
+            c.execute(delete(cells).where(cells.c.study == study))
+            if rows:
+                c.execute(insert(cells), rows)
+
+    def get_cells(self, study: str) -> list[dict]:
+        with self.engine.connect() as c:
+            return [dict(r._mapping) for r in c.execute(select(cells).where(cells.c.study == study))]
+
+    def get_study(self, name: str) -> dict | None:
+        with self.engine.connect() as c:
+            r = c.execute(select(studies).where(studies.c.name == name)).first()
+            return dict(r._mapping) if r else None
+
+    def list_studies(self) -> list[dict]:
+        with self.engine.connect() as c:
+            return [dict(r._mapping) for r in c.execute(select(studies).order_by(studies.c.name))]
+
+    # ---- stage runs ----
+    def ensure_runs(self, records: Iterable[dict], study: str) -> None:
+        """Insert a pending row for each planned run that has none (idempotent)."""
+        records = list(records)
+        with self.engine.begin() as c:
+            have = {r[0] for r in c.execute(select(stage_runs.c.key).where(
+                stage_runs.c.key.in_([r["key"] for r in records])))} if len(records) < 900 else \
+                {r[0] for r in c.execute(select(stage_runs.c.key))}
+            new = [dict(r, state="pending", attempts=0, created_at=time.time(), study=study)
+                   for r in records if r["key"] not in have]
+            if new:
+                try:
+                    c.execute(insert(stage_runs), new)
+                except IntegrityError:
+                    pass  # a concurrent study inserted some: the rows exist either way
+
+    def get_run(self, key: str) -> dict | None:
+        with self.engine.connect() as c:
+            r = c.execute(select(stage_runs).where(stage_runs.c.key == key)).first()
+            return dict(r._mapping) if r else None
+
+    def get_runs(self, keys: Iterable[str] | None = None) -> dict[str, dict]:
+        with self.engine.connect() as c:
+            q = select(stage_runs)
+            keys = list(keys) if keys is not None else None
+            if keys is not None and len(keys) < 900:
+                q = q.where(stage_runs.c.key.in_(keys))
+            rows = {r.key: dict(r._mapping) for r in c.execute(q)}
+        if keys is not None:
+            ks = set(keys)
+            rows = {k: v for k, v in rows.items() if k in ks}
+        return rows
+
+    def update_run(self, key: str, **values: Any) -> None:
+        with self.engine.begin() as c:
+            c.execute(update(stage_runs).where(stage_runs.c.key == key).values(**values))
+
+    def start_attempt(self, key: str, study: str, pid: int, host: str) -> int:
+        now = time.time()
+        with self.engine.begin() as c:
+            n = c.execute(select(stage_runs.c.attempts).where(stage_runs.c.key == key)).scalar_one()
+            n = (n or 0) + 1
+            c.execute(update(stage_runs).where(stage_runs.c.key == key).values(
+                state="running", attempts=n, pid=pid, host=host, started_at=now, heartbeat_at=now,
+                ended_at=None, error=None, progress_done=None, progress_total=None, rate=None,
+                message=None))
+            c.execute(insert(attempts).values(key=key, attempt=n, study=study, pid=pid, host=host,
+                                              started_at=now))
+        return n
+
+    def end_attempt(self, key: str, outcome: str, error: str | None = None, **run_values) -> None:
+        now = time.time()
+        with self.engine.begin() as c:
+            last = c.execute(select(attempts.c.id).where(attempts.c.key == key)
+                             .order_by(attempts.c.id.desc()).limit(1)).scalar()
+            if last is not None:
+                c.execute(update(attempts).where(attempts.c.id == last).values(
+                    ended_at=now, outcome=outcome, error=error))
+            c.execute(update(stage_runs).where(stage_runs.c.key == key).values(
+                ended_at=now, error=error, **run_values))
+
+    def get_attempts(self, key: str | None = None) -> list[dict]:
+        with self.engine.connect() as c:
+            q = select(attempts).order_by(attempts.c.id)
+            if key:
+                q = q.where(attempts.c.key == key)
+            return [dict(r._mapping) for r in c.execute(q)]
+
+    def durations(self, recipe: str) -> dict[str, list[float]]:
+        """stage -> durations of finished runs (for ETAs of pending runs)."""
+        out: dict[str, list[float]] = {}
+        with self.engine.connect() as c:
+            q = select(stage_runs.c.stage, stage_runs.c.duration_s).where(
+                stage_runs.c.recipe == recipe, stage_runs.c.duration_s.is_not(None))
+            for stage, d in c.execute(q):
+                out.setdefault(stage, []).append(d)
+        return out
