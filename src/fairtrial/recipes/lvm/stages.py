@@ -1,0 +1,364 @@
+"""The lvm stage functions: prepare -> embed -> windows -> train -> evaluate.
+
+Each reads its params from ctx.params, its upstream artifacts from ctx.inputs, writes under ctx.out
+and returns a small summary. Expected failures (bad data, bad params) raise StageError with the
+file, split or parameter named.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from fairtrial.recipes.api import StageError
+from fairtrial.recipes.lvm import corpus, scoring
+from fairtrial.recipes.lvm.embedding import VectorCache, load_encoder, text_digest
+from fairtrial.recipes.lvm.params import parse
+from fairtrial.recipes.lvm.split import assign_splits, nested_subset, train_order
+from fairtrial.recipes.lvm.windows import build_windows, gather
+from fairtrial.scores import eval_set_digest, write_item_scores
+
+SPLITS = ("train", "val", "test")
+
+
+def _write_json(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj, indent=1, sort_keys=True, default=str))
+
+
+def _read_json(path: Path):
+    return json.loads(Path(path).read_text())
+
+
+# -- 1. prepare ------------------------------------------------------------------------------
+
+def prepare(ctx) -> dict:
+    """Documents -> units (sentences or chunks) and a seeded split of document groups."""
+    p = parse(ctx.params)
+    try:
+        path = corpus.resolve_source(p.data.source)
+        docs = corpus.read_documents(path, p.data.format, p.data.text_field, p.data.id_field)
+    except (ValueError, OSError) as e:
+        raise StageError(f"data: {e}") from e
+    if p.data.levels is not None:
+        keep = {str(x).lower() for x in p.data.levels}
+        levels = sorted({str(d.meta.get("level", "")).lower() for d in docs})
+        docs = [d for d in docs if str(d.meta.get("level", "")).lower() in keep]
+        if not docs:
+            raise StageError(f"data.levels {p.data.levels} matches no document; levels present: "
+                             f"{levels}")
+
+    group_by = p.split.group_by
+    if group_by == "auto":  # readers mark groups (a OneStop topic) in meta["group"]
+        group_by = "group" if all(d.meta.get("group") not in (None, "") for d in docs) else None
+    if group_by is not None:
+        missing = [d.id for d in docs if d.meta.get(group_by) in (None, "")]
+        if missing:
+            raise StageError(f"split.group_by = {group_by!r}: {len(missing)} document(s) have no "
+                             f"such field (first: {missing[0]!r}); set split.group_by to a "
+                             "metadata field every document has, or to none")
+    groups = [str(d.meta[group_by]) if group_by else d.id for d in docs]
+    try:
+        split_of = assign_splits(groups, p.split.seed, p.split.val, p.split.test)
+    except ValueError as e:
+        raise StageError(f"split: {e}") from e
+    order = train_order([g for g in groups if split_of[g] == "train"], p.split.seed)
+    group_rank = {g: i for i, g in enumerate(order)}
+
+    unit_rows = {"row": [], "doc_id": [], "position": [], "text": [], "digest": []}
+    doc_rows = {"doc_id": [], "group": [], "split": [], "group_rank": [], "level": [],
+                "n_units": []}
+    for i, (d, g) in enumerate(zip(docs, groups)):
+        us = corpus.units(d.text, p.data.unit_sentences, p.data.min_chars)
+        for pos, u in enumerate(us):
+            unit_rows["row"].append(len(unit_rows["row"]))
+            unit_rows["doc_id"].append(d.id)
+            unit_rows["position"].append(pos)
+            unit_rows["text"].append(u)
+            unit_rows["digest"].append(text_digest(u))
+        doc_rows["doc_id"].append(d.id)
+        doc_rows["group"].append(g)
+        doc_rows["split"].append(split_of[g])
+        doc_rows["group_rank"].append(group_rank.get(g, -1))
+        doc_rows["level"].append(str(d.meta.get("level", "")))
+        doc_rows["n_units"].append(len(us))
+        if i % 50 == 0:
+            ctx.progress(i, len(docs), "docs", "splitting sentences")
+    if not unit_rows["row"]:
+        raise StageError(f"data: the {len(docs)} document(s) in {path} contain no sentences")
+    pq.write_table(pa.table(unit_rows), ctx.out / "units.parquet")
+    pq.write_table(pa.table(doc_rows), ctx.out / "documents.parquet")
+    per_split = Counter(doc_rows["split"])
+    summary = {"documents": len(docs), "units": len(unit_rows["row"]),
+               "groups": len(set(groups)), "group_by": group_by or "document",
+               **{f"documents_{s}": per_split.get(s, 0) for s in SPLITS}}
+    _write_json(ctx.out / "prepare.json", summary)
+    return summary
+
+
+# -- 2. embed --------------------------------------------------------------------------------
+
+def embed(ctx) -> dict:
+    """One vector per unit (row-aligned with units.parquet), computed once per distinct text."""
+    p = parse(ctx.params).embed
+    units = pq.read_table(ctx.inputs["prepare"] / "units.parquet", columns=["text", "digest"])
+    texts, digests = units["text"].to_pylist(), units["digest"].to_pylist()
+    first = {}
+    for t, d in zip(texts, digests):
+        first.setdefault(d, t)
+    uniq = list(first)
+
+    t0 = time.perf_counter()
+    try:
+        enc = load_encoder(p.model, device=ctx.device, max_seq_length=p.max_seq_length)
+    except ValueError as e:
+        raise StageError(str(e)) from e
+    load_s = time.perf_counter() - t0
+
+    cache = VectorCache(Path(p.cache_dir), enc.key, p.normalize) if p.cache_dir else None
+    try:
+        known = cache.get(uniq, enc.dim) if cache else {}
+    except ValueError as e:
+        raise StageError(str(e)) from e
+    todo = [d for d in uniq if d not in known]
+    done = [0]
+
+    def on_batch(n: int) -> None:
+        done[0] += n
+        ctx.progress(done[0], len(todo), "sentences", "embedding")
+
+    t1 = time.perf_counter()
+    new = enc.encode([first[d] for d in todo], batch_size=p.batch_size, normalize=p.normalize,
+                     on_batch=on_batch) if todo else np.empty((0, enc.dim), np.float32)
+    encode_s = time.perf_counter() - t1
+    if cache:
+        cache.put(todo, new)
+    vec_of = dict(known)
+    vec_of.update(zip(todo, new))
+
+    # Written through a memory map: the file is the artifact, readers open it with mmap_mode="r".
+    out = np.lib.format.open_memmap(ctx.out / "embeddings.npy", mode="w+", dtype=p.dtype,
+                                    shape=(len(digests), enc.dim))
+    for i, d in enumerate(digests):
+        out[i] = vec_of[d]
+    out.flush()
+    del out
+    info = {"model": p.model, "encoder_key": enc.key, "dim": enc.dim, "dtype": p.dtype,
+            "normalize": p.normalize}
+    _write_json(ctx.out / "embed.json", info)
+    return {**info, "units": len(digests), "distinct_texts": len(uniq), "encoded": len(todo),
+            "from_cache": len(uniq) - len(todo), "load_seconds": round(load_s, 2),
+            "encode_seconds": round(encode_s, 2),
+            "sentences_per_second": round(len(todo) / encode_s, 1) if todo and encode_s else None}
+
+
+def load_vectors(embed_dir: Path) -> np.ndarray:
+    return np.load(Path(embed_dir) / "embeddings.npy", mmap_mode="r")
+
+
+# -- 3. windows ------------------------------------------------------------------------------
+
+def windows(ctx) -> dict:
+    """k-unit contexts -> next unit, per split, never crossing a document; the training split is
+    the nested subset of training groups for this arm's train_fraction."""
+    p = parse(ctx.params)
+    k = p.window.k
+    prep = ctx.inputs["prepare"]
+    docs = pq.read_table(prep / "documents.parquet").to_pylist()
+    units = pq.read_table(prep / "units.parquet", columns=["row", "doc_id", "digest"])
+    rows_of: dict[str, list[int]] = {}
+    for r, d in zip(units["row"].to_pylist(), units["doc_id"].to_pylist()):
+        rows_of.setdefault(d, []).append(r)
+    digests = units["digest"].to_pylist()
+
+    rank = {d["group"]: d["group_rank"] for d in docs if d["split"] == "train"}
+    ordered = sorted(rank, key=rank.get)  # the fixed permutation drawn in prepare
+    train_groups = set(nested_subset(ordered, p.train_fraction))
+
+    counts: dict = {"k": k, "train_fraction": p.train_fraction,
+                    "train_groups": len(train_groups), "train_groups_all": len(ordered)}
+    ids_by_split = {}
+    for split in SPLITS:
+        sel = [d for d in docs if d["split"] == split
+               and (split != "train" or d["group"] in train_groups)]
+        w, ids, skipped = build_windows([(d["doc_id"], rows_of.get(d["doc_id"], [])) for d in sel],
+                                        k)
+        if len(w) == 0 and (split != "val" or sel):  # val may be empty only by choice
+            raise StageError(
+                f"windows: the {split} split has no windows ({len(sel)} document(s), "
+                f"{len(skipped)} shorter than k+1 = {k + 1} units). Lower window.k, raise "
+                f"split.{split if split != 'train' else 'test'} or train_fraction, or add data.")
+        np.save(ctx.out / f"{split}.npy", w)
+        _write_json(ctx.out / f"{split}_ids.json", ids)
+        ids_by_split[split] = ids
+        counts[f"{split}_documents"] = len(sel)
+        counts[f"{split}_windows"] = len(w)
+        counts[f"{split}_skipped_short_documents"] = len(skipped)
+        if split == "train":
+            train_digests = {digests[r] for r in np.unique(w)} if len(w) else set()
+        if split == "test":
+            test_digests = {digests[r] for r in np.unique(w)} if len(w) else set()
+    # Integrity: documents are disjoint by construction, but a sentence text can still recur
+    # across documents (boilerplate, quotes). Counted, not hidden.
+    counts["test_units_seen_in_train"] = len(test_digests & train_digests)
+    counts["test_units_distinct"] = len(test_digests)
+    _write_json(ctx.out / "counts.json", counts)
+    return counts
+
+
+# -- 4. train --------------------------------------------------------------------------------
+
+def _windows_arrays(vectors, win_dir: Path, split: str):
+    w = np.load(win_dir / f"{split}.npy")
+    return gather(vectors, w) if len(w) else (np.empty((0, w.shape[1] - 1, vectors.shape[1]),
+                                                       np.float32),
+                                             np.empty((0, vectors.shape[1]), np.float32))
+
+
+def train(ctx) -> dict:
+    import torch
+
+    from fairtrial.recipes.lvm.models import build_model
+    from fairtrial.recipes.lvm.training import fit
+
+    p = parse(ctx.params)
+    if p.train.threads:
+        torch.set_num_threads(p.train.threads)
+    seed = int(ctx.seed if ctx.seed is not None else 0)
+    vectors = load_vectors(ctx.inputs["embed"])
+    tr = _windows_arrays(vectors, ctx.inputs["windows"], "train")
+    va = _windows_arrays(vectors, ctx.inputs["windows"], "val")
+    k, dim = tr[0].shape[1], vectors.shape[1]
+    if len(tr[0]) == 0:
+        raise StageError("train: no training windows (see the windows stage counts)")
+
+    torch.manual_seed(seed)  # weight init
+    config = {"arch": p.arch, "dim": dim, "k": k, "model": p.model.model_dump()}
+    model = build_model(p.arch, dim, k, **p.model.model_dump())
+    n_params = sum(x.numel() for x in model.parameters())
+    ctx.log.info("lvm %s: %d parameters, %d training windows", p.arch, n_params, len(tr[0]))
+
+    result = fit(model, tr, va, p.train, seed, ctx.checkpoint_dir, device=ctx.device,
+                 on_epoch=lambda e, n, rec: ctx.progress(e, n, "epochs", f"loss {rec}"),
+                 on_step=ctx.heartbeat, log=ctx.log)
+    torch.save({"config": config, "train": p.train.model_dump(), "seed": seed,
+                "state_dict": {k_: v.cpu() for k_, v in model.state_dict().items()}},
+               ctx.out / "model.pt")
+    _write_json(ctx.out / "history.json", result["history"])
+    return {"arch": p.arch, "parameters": n_params, "train_windows": len(tr[0]),
+            "val_windows": len(va[0]), "epochs_run": result["epochs_run"],
+            "best_epoch": result["best_epoch"], "best_val_loss": result["best_val_loss"],
+            "stopped_early": result["stopped_early"], "train_seconds": round(result["seconds"], 2)}
+
+
+def load_model(train_dir: Path, device: str = "cpu"):
+    import torch
+
+    from fairtrial.recipes.lvm.models import build_model
+
+    ck = torch.load(Path(train_dir) / "model.pt", map_location=device, weights_only=False)
+    c = ck["config"]
+    model = build_model(c["arch"], c["dim"], c["k"], **c["model"])
+    model.load_state_dict(ck["state_dict"])
+    return model.to(device).eval()
+
+
+def predict(model, contexts: np.ndarray, batch_size: int = 1024, device: str = "cpu"):
+    import torch
+
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(contexts), batch_size):
+            xb = torch.as_tensor(np.asarray(contexts[s:s + batch_size]), dtype=torch.float32,
+                                 device=device)
+            out.append(model(xb).float().cpu().numpy())
+    return np.concatenate(out) if out else np.empty((0, contexts.shape[-1]), np.float32)
+
+
+def _latency_ms(model, contexts: np.ndarray, batch: int, device: str, repeats: int) -> float:
+    """Median milliseconds per forward call at this batch size (after one warm-up call)."""
+    import torch
+
+    reps = np.resize(contexts, (batch,) + contexts.shape[1:]) if len(contexts) else contexts
+    xb = torch.as_tensor(np.asarray(reps), dtype=torch.float32, device=device)
+    times = []
+    with torch.no_grad():
+        model(xb)
+        for _ in range(repeats):
+            t = time.perf_counter()
+            model(xb)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t)
+    return round(1000 * float(np.median(times)), 3)
+
+
+# -- 5. evaluate -----------------------------------------------------------------------------
+
+def evaluate(ctx) -> dict:
+    """Per test window: cosine to the true next vector and the rank of the true next unit among
+    all distinct test units; for the model and for the trivial baselines, on the same windows."""
+    p = parse(ctx.params)
+    vectors = load_vectors(ctx.inputs["embed"])
+    win_dir = ctx.inputs["windows"]
+    test_w = np.load(win_dir / "test.npy")
+    test_ids = _read_json(win_dir / "test_ids.json")
+    if len(test_w) == 0:
+        raise StageError("evaluate: the test split has no windows")
+    digests = pq.read_table(ctx.inputs["prepare"] / "units.parquet",
+                            columns=["digest"])["digest"].to_pylist()
+
+    # candidates: the distinct units of the test documents' windows
+    test_rows = np.unique(test_w)
+    cand_digest = sorted({digests[r] for r in test_rows})
+    cand_index = {d: i for i, d in enumerate(cand_digest)}
+    first_row = {}
+    for r in test_rows:
+        first_row.setdefault(digests[r], r)
+    candidates = np.asarray(vectors[[first_row[d] for d in cand_digest]], np.float32)
+    target_idx = np.array([cand_index[digests[r]] for r in test_w[:, -1]])
+    ctx_t, tgt_t = gather(vectors, test_w)
+
+    model = load_model(ctx.inputs["train"], ctx.device)
+    t0 = time.perf_counter()
+    preds = {"model": predict(model, ctx_t, device=ctx.device)}
+    predict_s = time.perf_counter() - t0
+    preds["copy_last"] = scoring.copy_last(ctx_t)
+    preds["mean_context"] = scoring.mean_context(ctx_t)
+    tr_ctx, tr_tgt = _windows_arrays(vectors, win_dir, "train")
+    preds["ridge"] = scoring.Ridge(p.baselines.ridge_alpha).fit(tr_ctx, tr_tgt).predict(ctx_t)
+
+    digest = eval_set_digest(test_ids)
+    doc_ids = [i.rsplit("#", 1)[0] for i in test_ids]
+    cols = {c: [] for c in ("item_id", "eval_set", "eval_set_digest", "metric", "value", "system",
+                            "doc_id")}
+    means = {}
+    for system, pred in preds.items():
+        for metric, values in scoring.window_metrics(pred, tgt_t, candidates, target_idx).items():
+            n = len(values)
+            cols["item_id"] += test_ids
+            cols["eval_set"] += ["test"] * n
+            cols["eval_set_digest"] += [digest] * n
+            cols["metric"] += [metric] * n
+            cols["value"] += values.tolist()
+            cols["system"] += [system] * n
+            cols["doc_id"] += doc_ids
+            means[f"{system}.{metric}"] = round(float(np.mean(values)), 5)
+        ctx.heartbeat()
+    try:
+        write_item_scores(ctx.out, cols)
+    except ValueError as e:
+        raise StageError(f"evaluate: {e} (the model produced non-finite predictions?)") from e
+
+    latency = {"latency_ms_batch1": _latency_ms(model, ctx_t[:1], 1, ctx.device, 50),
+               "latency_ms_batch256": _latency_ms(model, ctx_t, 256, ctx.device, 10)}
+    summary = {"test_windows": len(test_ids), "candidates": len(cand_digest),
+               "eval_set_digest": digest, "predict_seconds": round(predict_s, 3), **latency,
+               **means}
+    _write_json(ctx.out / "summary.json", summary)
+    return summary
