@@ -1,0 +1,253 @@
+"""The entry point: item scores + study design -> AnalysisResult.
+
+Order of work, top to bottom: validate the table; run the integrity checks; summarise every arm;
+enumerate the hypotheses (which arm against which reference, on which eval set); bootstrap each
+once; set the corrected interval levels from the p-values; decide; then the secondary metrics and
+the study shape's own section; finally the headline sentence.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fairtrial.analysis import integrity
+from fairtrial.analysis.compare import Comparison, estimate, finish
+from fairtrial.analysis.decision import INCONCLUSIVE, REFUTED, SUPPORTED
+from fairtrial.analysis.design import AnalysisContext, AnalysisInputError, StudyDesign
+from fairtrial.analysis.findings import Finding
+from fairtrial.analysis.inputs import MODEL, pair, series, validate
+from fairtrial.analysis.result import AnalysisResult
+from fairtrial.analysis import shapes
+from fairtrial.stats.bootstrap import N_RESAMPLES, SEED
+from fairtrial.stats.multiple import adjust_p, alpha_levels
+
+
+def analyze(scores: pd.DataFrame, design: StudyDesign, context: AnalysisContext | None = None,
+            *, seed: int = SEED, n_resamples: int = N_RESAMPLES, method: str = "auto") -> AnalysisResult:
+    """Analyse a study's item scores. Raises AnalysisInputError on unusable input (see inputs.py);
+    everything else that is wrong with the study becomes a Finding in the result."""
+    context = context or AnalysisContext()
+    design.check()
+    df = validate(scores, design)
+    dec = design.decision
+    level = 1 - dec.alpha
+
+    findings, baselines = integrity.run_all(df, design, context, seed)
+    df = df[df["arm"].isin(list(design.arms))]
+    void_sets = integrity.blocked_sets(findings)
+
+    # ---- arm summaries: every arm x metric x eval set x system the report shows
+    metrics = [design.endpoint.metric, *design.endpoint.secondary]
+    if design.decision_tree:
+        metrics += list(design.decision_tree.targets)
+    if design.pairwise:
+        metrics.append(design.pairwise.metric)
+    metrics = list(dict.fromkeys(metrics))
+    for m in metrics[1:]:
+        if not (df["metric"] == m).any():
+            findings.append(Finding("warning", "metric_without_scores",
+                                    f"metric {m!r} (named in the study) has no item scores", {"metric": m}))
+    summaries = []
+    keys = df[df["metric"].isin(metrics)][["arm", "metric", "eval_set", "system"]].drop_duplicates()
+    order = {a: i for i, a in enumerate(design.arms)}
+    keys = sorted(keys.itertuples(index=False),
+                  key=lambda k: (order[k.arm], metrics.index(k.metric), k.eval_set, k.system != MODEL, k.system))
+    for k in keys:
+        s = shapes.summarize(df, k.arm, k.metric, k.eval_set, k.system, level, n_resamples, seed)
+        if s is not None:
+            summaries.append(s)
+
+    # ---- hypotheses
+    one_sample = design.pairwise is not None and design.pairwise.metric == design.endpoint.metric
+    effect = "absolute" if one_sample else dec.effect
+    if one_sample and dec.effect == "relative":
+        findings.append(Finding("info", "effect_scale",
+                                "the endpoint is a pairwise judgement (an improvement already); its "
+                                "min_effect is read as absolute (mean preference), not relative", {}))
+    comps: list[Comparison] = []
+    draws = []
+    for ref, arm, eval_set in _hypothesis_pairs(df, design, one_sample):
+        c = Comparison(arm=arm, reference=ref or "no preference (0)", metric=design.endpoint.metric,
+                       eval_set=eval_set, direction="higher" if one_sample else design.endpoint.direction,
+                       effect=effect, min_effect=dec.min_effect)
+        if eval_set in void_sets:
+            c.blocked_by.append("eval_digest_mismatch")
+        d = _estimate_pair(df, c, ref, arm, eval_set, n_resamples, seed, method)
+        if d is None:
+            findings.append(Finding("warning", "not_compared",
+                                    f"{arm} vs {c.reference} on {eval_set!r}: {c.reason}",
+                                    {"arm": arm, "reference": c.reference, "eval_set": eval_set}))
+        comps.append(c)
+        draws.append(d)
+    _decide(comps, draws, dec.alpha, dec.correction)
+
+    # ---- secondary metrics: same pairs, reported at the uncorrected level, not decided
+    secondary = []
+    if not one_sample:
+        for metric in design.endpoint.secondary:
+            if not (df["metric"] == metric).any():
+                continue
+            try:
+                direction = design.direction(metric)
+            except AnalysisInputError as err:
+                findings.append(Finding("warning", "metric_direction_unknown", str(err), {"metric": metric}))
+                continue
+            for c0 in comps:
+                if c0.reference not in design.arms:
+                    continue
+                c = Comparison(arm=c0.arm, reference=c0.reference, metric=metric, eval_set=c0.eval_set,
+                               direction=direction, role="secondary", effect=effect)
+                d = _estimate_pair(df, c, c0.reference, c0.arm, c0.eval_set, n_resamples, seed, method)
+                if d is not None:
+                    finish(c, d, level, decide=False)
+                    secondary.append(c)
+
+    # ---- the study shape's own section
+    cross = scal = tree = wtl = None
+    if design.cross_eval is not None:
+        cross = shapes.cross_eval(df, design, summaries, [c for c in comps], level, n_resamples, seed)
+    if design.data_scaling is not None:
+        scal = shapes.scaling(design, summaries, comps)
+        for g in scal.groups:
+            if g.fit_error:
+                findings.append(Finding("info", "curve_fit_failed",
+                                        f"group {g.group!r}: {g.fit_error}", {"group": g.group}))
+    if design.decision_tree is not None:
+        tree = shapes.decision_tree(design, summaries)
+    if design.pairwise is not None:
+        wtl = shapes.win_tie_loss(df, design, level, n_resamples, seed)
+
+    findings.sort(key=integrity.severity_rank)
+    overall, headline = _headline(design, comps, findings, context)
+    return AnalysisResult(
+        question=design.question, name=design.name,
+        endpoint={"metric": design.endpoint.metric, "direction": design.endpoint.direction,
+                  "secondary": list(design.endpoint.secondary)},
+        decision={"min_effect": dec.min_effect, "effect": effect, "alpha": dec.alpha,
+                  "correction": dec.correction, "compare": dec.compare},
+        verdict=overall, headline=headline, findings=findings, comparisons=comps,
+        secondary=secondary, baselines=baselines, summaries=summaries, cross_eval=cross,
+        scaling=scal, decision_tree=tree, pairwise=wtl, provenance=dict(context.provenance),
+        complete=context.complete, progress=dict(context.progress),
+        settings={"seed": seed, "n_resamples": n_resamples, "method": method,
+                  "interval": "percentile, two-level bootstrap (seeds, then items; crossed)"},
+    )
+
+
+def _hypothesis_pairs(df: pd.DataFrame, design: StudyDesign,
+                      one_sample: bool) -> list[tuple[str | None, str, str]]:
+    """(reference, arm, eval_set) of every decided comparison, in a stable order."""
+    ep = df[(df["metric"] == design.endpoint.metric) & (df["system"] == MODEL)]
+    sets = {a: set(g["eval_set"]) for a, g in ep.groupby("arm")}
+    arms = [a for a in design.arms if a in sets]
+    if one_sample:
+        pairs = [(None, a) for a in arms]
+    elif design.data_scaling is not None:
+        pairs = []
+        for members in shapes.scaling_groups(design).values():
+            present = [a for a, _ in members if a in sets]
+            if len(present) >= 2:
+                pairs.append((present[0], present[-1]))
+    elif design.decision.compare == "all-pairs":
+        pairs = [(a, b) for i, a in enumerate(arms) for b in arms[i + 1:]]
+    else:
+        pairs = [(design.control, a) for a in arms if a != design.control]
+    own = dict(design.cross_eval.own) if design.cross_eval else {}
+    out = []
+    for ref, arm in pairs:
+        shared = sets[arm] if ref is None else sets[arm] & sets.get(ref, set())
+        if arm in own:
+            shared = {own[arm]} & shared
+        out += [(ref, arm, e) for e in sorted(shared)]
+    return out
+
+
+def _estimate_pair(df, c: Comparison, ref: str | None, arm: str, eval_set: str,
+                   n_resamples: int, seed: int, method: str):
+    try:
+        a = series(df, arm, c.metric, eval_set)
+        if ref is None:
+            p = pair([a])
+            x = np.stack([np.zeros_like(p.x[0]), p.x[0]])
+        else:
+            p = pair([series(df, ref, c.metric, eval_set), a])
+            x = p.x
+    except ValueError as err:
+        c.verdict, c.reason = INCONCLUSIVE, f"not compared: {err}"
+        return None
+    c.seeds, c.dropped_items, c.dropped_seeds = p.seeds, p.dropped_items, p.dropped_seeds
+    if x.shape[2] == 0:
+        c.verdict, c.reason = INCONCLUSIVE, "not compared: the arms share no item"
+        return None
+    return estimate(c, x, n_resamples=n_resamples, seed=seed, method=method)
+
+
+def _decide(comps: list[Comparison], draws: list, alpha: float, correction: str) -> None:
+    """Corrected levels, then verdicts. Holm is step-down: walking from the smallest p-value up,
+    once a comparison is not supported, every later one is judged at that same (stricter) level."""
+    live = [i for i, d in enumerate(draws) if d is not None]
+    if not live:
+        return
+    p = [comps[i].p_value for i in live]
+    alphas = alpha_levels(p, alpha, correction)
+    adjusted = adjust_p(p, correction)
+    order = sorted(range(len(live)), key=lambda j: (not math.isfinite(p[j]), p[j]))
+    stuck: float | None = None
+    for j in order:
+        i = live[j]
+        a = alphas[j] if stuck is None else min(alphas[j], stuck)
+        comps[i].p_adjusted = float(adjusted[j])
+        finish(comps[i], draws[i], 1 - a)
+        if correction == "holm" and comps[i].verdict != SUPPORTED and stuck is None:
+            stuck = a
+
+
+def _fmt_effect(v: float, effect: str) -> str:
+    if not math.isfinite(v):
+        return "n/a"
+    return f"{v * 100:+.1f}%" if effect == "relative" else f"{v:+.4g}"
+
+
+def describe(c: Comparison) -> str:
+    """'A1-specialist vs general on A1: infill_ppl improved by +12.3% (97.5% CI +8.1% to +16.0%)'"""
+    lo, hi = c.interval
+    word = "improved" if c.estimate >= 0 else "worsened"
+    return (f"{c.arm} vs {c.reference} on {c.eval_set}: {c.metric} {word} by "
+            f"{_fmt_effect(c.estimate, c.effect)} ({_level(c.level)} CI {_fmt_effect(lo, c.effect)} "
+            f"to {_fmt_effect(hi, c.effect)})")
+
+
+def _level(level: float) -> str:
+    return f"{level * 100:.4g}%"
+
+
+def _headline(design: StudyDesign, comps: list[Comparison], findings: list[Finding],
+              context: AnalysisContext) -> tuple[str, str]:
+    q = design.question.strip() or design.name or "Study"
+    m = design.decision.min_effect
+    margin = (_fmt_effect(m, comps[0].effect) if comps else str(m)).lstrip("+")
+    decided = [c for c in comps if c.verdict is not None]
+    prefix = ""
+    if not context.complete:
+        pr = context.progress
+        counts = f" ({pr.get('done', '?')} of {pr.get('total', '?')} stage runs done)" if pr else ""
+        prefix = f"PARTIAL REPORT, study still running{counts}: "
+    n_err = sum(f.severity == "error" for f in findings)
+    tail = f" {n_err} integrity error{'s' if n_err != 1 else ''}: see below." if n_err else ""
+    if not decided:
+        return "none", f"{prefix}{q} No verdict yet: no comparison could be made.{tail}"
+    verdicts = [c.verdict for c in decided]
+    if len(decided) == 1:
+        c = decided[0]
+        return c.verdict, (f"{prefix}{q} {c.verdict.capitalize()}: {describe(c)}; minimum effect "
+                           f"{margin}.{tail}")
+    overall = verdicts[0] if len(set(verdicts)) == 1 else "mixed"
+    counts = ", ".join(f"{verdicts.count(v)} {v}" for v in (SUPPORTED, REFUTED, INCONCLUSIVE)
+                       if verdicts.count(v))
+    best = max(decided, key=lambda c: c.estimate if math.isfinite(c.estimate) else -math.inf)
+    return overall, (f"{prefix}{q} {overall.capitalize()} ({counts} of {len(decided)} comparisons, "
+                     f"minimum effect {margin}); largest: {describe(best)}.{tail}")

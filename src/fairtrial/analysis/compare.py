@@ -1,0 +1,138 @@
+"""Paired comparisons of two series (an arm against its reference) on the same seeds and items.
+
+A comparison is computed in two steps because the interval level of one comparison depends on the
+p-values of all the others (Holm): `estimate()` draws the bootstrap once and computes p-values,
+`finish()` turns the draws into intervals at the corrected level and applies the decision rule.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fairtrial.analysis.decision import INCONCLUSIVE, settle, settle_text, verdict
+from fairtrial.stats.bootstrap import (N_RESAMPLES, SEED, bootstrap_p_value, percentile_interval,
+                                       two_level)
+from fairtrial.stats.permutation import sign_flip_p
+
+
+@dataclass
+class Comparison:
+    """One arm against its reference on one metric and eval set. Effects are *improvements*:
+    positive = the arm is better in the metric's direction. `rel` is the improvement as a fraction
+    of the reference's mean."""
+    arm: str
+    reference: str
+    metric: str
+    eval_set: str
+    direction: str
+    role: str = "hypothesis"          # "hypothesis" (decided), "secondary" (reported only), ...
+    n_seeds: int = 0
+    n_items: int = 0
+    seeds: list[int] = field(default_factory=list)
+    dropped_items: int = 0
+    dropped_seeds: list[int] = field(default_factory=list)
+    mean_arm: float = math.nan
+    mean_reference: float = math.nan
+    ci_arm: tuple[float, float] = (math.nan, math.nan)
+    ci_reference: tuple[float, float] = (math.nan, math.nan)
+    diff: float = math.nan
+    diff_ci: tuple[float, float] = (math.nan, math.nan)
+    rel: float = math.nan
+    rel_ci: tuple[float, float] = (math.nan, math.nan)
+    effect_size: float = math.nan     # mean / sd of the per-item (seed-averaged) improvements
+    p_value: float = math.nan         # two-level bootstrap test of "no difference" on the decision scale
+    p_signflip: float = math.nan      # item-level sign-flip test (models held fixed)
+    p_adjusted: float = math.nan      # p_value after the study's correction
+    level: float = 0.95               # confidence level of every interval above
+    effect: str = "relative"          # the scale the decision uses
+    min_effect: float = 0.0
+    verdict: str | None = None
+    reason: str = ""
+    settle: dict[str, Any] | None = None
+    settle_text: str = ""
+    blocked_by: list[str] = field(default_factory=list)   # integrity codes that void the verdict
+
+    @property
+    def estimate(self) -> float:
+        return self.rel if self.effect == "relative" else self.diff
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return self.rel_ci if self.effect == "relative" else self.diff_ci
+
+
+@dataclass
+class _Draws:
+    x: np.ndarray            # (2, S, N): reference, arm
+    ref: np.ndarray          # bootstrap means of the reference
+    arm: np.ndarray
+    sign: float              # +1 when higher is better, -1 when lower is better
+
+
+def _rel(sign: float, arm, ref):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(np.abs(ref) > 0, sign * (arm - ref) / np.abs(ref), np.nan)
+
+
+def estimate(c: Comparison, x: np.ndarray, n_resamples: int = N_RESAMPLES, seed: int = SEED,
+             method: str = "auto") -> _Draws:
+    """Fill the point estimates and p-values of `c` from x (2, S, N) = (reference, arm)."""
+    sign = 1.0 if c.direction == "higher" else -1.0
+    _, s, n = x.shape
+    c.n_seeds, c.n_items = s, n
+    d = two_level(x, n_resamples=n_resamples, seed=seed, method=method)
+    ref, arm = d.point
+    c.mean_reference, c.mean_arm = float(ref), float(arm)
+    c.diff = float(sign * (arm - ref))
+    c.rel = float(_rel(sign, arm, ref))
+    per_item = sign * (x[1] - x[0]).mean(axis=0)
+    sd = per_item.std(ddof=1) if n > 1 else math.nan
+    c.effect_size = float(per_item.mean() / sd) if sd and sd > 0 else math.nan
+    draws = _Draws(x=x, ref=d.means[:, 0], arm=d.means[:, 1], sign=sign)
+    c.p_value = bootstrap_p_value(decision_draws(draws, c.effect), c.estimate)
+    c.p_signflip = sign_flip_p(per_item, n_resamples=n_resamples, seed=seed) if n else math.nan
+    return draws
+
+
+def decision_draws(d: _Draws, effect: str) -> np.ndarray:
+    if effect == "relative":
+        return _rel(d.sign, d.arm, d.ref)
+    return d.sign * (d.arm - d.ref)
+
+
+def finish(c: Comparison, d: _Draws, level: float, decide: bool = True) -> None:
+    """Intervals at `level`; then, when `decide`, the verdict and the settle estimate."""
+    c.level = level
+    c.ci_reference = percentile_interval(d.ref, level)
+    c.ci_arm = percentile_interval(d.arm, level)
+    c.diff_ci = percentile_interval(d.sign * (d.arm - d.ref), level)
+    c.rel_ci = percentile_interval(_rel(d.sign, d.arm, d.ref), level)
+    if not decide:
+        return
+    lo, hi = c.interval
+    if c.blocked_by:
+        c.verdict = INCONCLUSIVE
+        c.reason = "integrity error: " + ", ".join(c.blocked_by)
+        return
+    c.verdict, c.reason = verdict(lo, hi, c.min_effect)
+    if c.verdict == INCONCLUSIVE:
+        c.settle = settle(c.estimate, lo, hi, c.min_effect, c.n_seeds, c.n_items,
+                          *_variance_parts(d, c.effect, c.mean_reference))
+        c.settle_text = settle_text(c.settle)
+
+
+def _variance_parts(d: _Draws, effect: str, ref_mean: float) -> tuple[float | None, float]:
+    """(seed part, item part) of the estimate's variance on the decision scale."""
+    diff = d.sign * (d.x[1] - d.x[0])                  # (S, N)
+    if effect == "relative":
+        diff = diff / abs(ref_mean) if ref_mean else diff * np.nan
+    s, n = diff.shape
+    per_seed = diff.mean(axis=1)
+    per_item = diff.mean(axis=0)
+    vs = float(per_seed.var(ddof=1) / s) if s > 1 else None
+    vi = float(per_item.var(ddof=1) / n) if n > 1 else 0.0
+    return vs, vi

@@ -1,0 +1,233 @@
+"""What the analysis needs to know about a study: a plain copy of the validated study file.
+
+The integrator builds a `StudyDesign` from the spec (or with `StudyDesign.from_study` from the
+study file's dict); nothing here re-validates the file's syntax, but `check()` rejects designs the
+analysis cannot act on (a control that is not an arm, a shape option naming an unknown arm).
+`AnalysisContext` carries the optional inputs of the integrity checks and the provenance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping, Sequence
+
+from fairtrial.errors import UserError
+from fairtrial.stats.multiple import CORRECTIONS
+
+Direction = Literal["lower", "higher"]
+
+
+class AnalysisInputError(UserError, ValueError):
+    """Input the analysis cannot use (a missing column, NaN values, an unknown metric). The
+    message says which column/arm/metric and what was expected; as a UserError the CLI prints it
+    without a traceback (exit code 2)."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    metric: str
+    direction: Direction
+    secondary: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Decision:
+    min_effect: float = 0.0
+    effect: Literal["absolute", "relative"] = "relative"
+    alpha: float = 0.05
+    correction: Literal["holm", "bonferroni", "none"] = "holm"
+    compare: Literal["control", "all-pairs"] = "control"
+
+
+@dataclass(frozen=True)
+class CrossEval:
+    """Every model arm is scored on every eval set; `own` maps an arm to the eval set it was
+    specialised for (arms without an entry, e.g. the general control, have no own set)."""
+    own: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class DataScaling:
+    """Arms differ in the training-set size `size_param` (a number in the arm's params), grouped
+    by `group_param` (e.g. "model.arch"; dotted keys reach into nested params). No group: one group."""
+    size_param: str
+    group_param: str | None = None
+
+
+@dataclass(frozen=True)
+class DecisionTree:
+    """Per-metric targets on the arm's mean, met when the mean is at or beyond the target in the
+    metric's direction (>= for "higher", <= for "lower")."""
+    targets: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class Pairwise:
+    """A pairwise-judged metric: per item +1 (the arm wins against `reference`), 0 (tie) or -1
+    (loss); any positive / zero / negative judge preference counts the same way."""
+    metric: str
+    reference: str | None = None     # the arm the judge compared with; default: the control
+
+
+@dataclass(frozen=True)
+class StudyDesign:
+    question: str
+    arms: Mapping[str, Mapping[str, Any]]
+    """arm name -> resolved recipe params (nested dicts allowed), in the study file's order."""
+    endpoint: Endpoint
+    decision: Decision = field(default_factory=Decision)
+    control: str | None = None
+    replicates: tuple[int, ...] = ()
+    metric_directions: Mapping[str, Direction] = field(default_factory=dict)
+    """Direction of every metric the report shows (from the recipe's Metric declarations)."""
+    name: str = ""
+    min_items: int = 30
+    """An endpoint computed on fewer items than this is an integrity warning."""
+    cross_eval: CrossEval | None = None
+    data_scaling: DataScaling | None = None
+    decision_tree: DecisionTree | None = None
+    pairwise: Pairwise | None = None
+
+    def direction(self, metric: str) -> Direction:
+        if metric == self.endpoint.metric:
+            return self.endpoint.direction
+        if metric in self.metric_directions:
+            return self.metric_directions[metric]
+        raise AnalysisInputError(
+            f"metric {metric!r}: direction unknown; declare it in the recipe's metrics "
+            f"(StudyDesign.metric_directions), known: {sorted(self.metric_directions)}")
+
+    def check(self) -> None:
+        """Raise AnalysisInputError listing every problem at once."""
+        errs: list[str] = []
+        arms = list(self.arms)
+        if not arms:
+            errs.append("arms: the design has no arms")
+        if self.control is not None and self.control not in self.arms:
+            errs.append(f"control: {self.control!r} is not an arm; arms: {arms}")
+        d = self.decision
+        if self.endpoint.direction not in ("lower", "higher"):
+            errs.append(f"endpoint.direction: {self.endpoint.direction!r}; use 'lower' or 'higher'")
+        if d.effect not in ("absolute", "relative"):
+            errs.append(f"decision.effect: {d.effect!r}; use 'absolute' or 'relative'")
+        if not 0 < d.alpha < 1:
+            errs.append(f"decision.alpha: {d.alpha}; use a number in (0, 1), e.g. 0.05")
+        if d.correction not in CORRECTIONS:
+            errs.append(f"decision.correction: {d.correction!r}; use one of {list(CORRECTIONS)}")
+        if d.compare not in ("control", "all-pairs"):
+            errs.append(f"decision.compare: {d.compare!r}; use 'control' or 'all-pairs'")
+        if d.min_effect < 0:
+            errs.append(f"decision.min_effect: {d.min_effect}; use a number >= 0 (the direction "
+                        "comes from endpoint.direction)")
+        if d.compare == "control" and self.control is None and self.data_scaling is None \
+                and not (self.pairwise and self.pairwise.metric == self.endpoint.metric):
+            errs.append("control: compare = 'control' needs a control arm; name one or use "
+                        "compare = 'all-pairs'")
+        for m, v in self.metric_directions.items():
+            if v not in ("lower", "higher"):
+                errs.append(f"metric_directions.{m}: {v!r}; use 'lower' or 'higher'")
+        if self.cross_eval is not None:
+            for a in self.cross_eval.own:
+                if a not in self.arms:
+                    errs.append(f"analysis.own_eval_set: {a!r} is not an arm; arms: {arms}")
+        if self.data_scaling is not None:
+            for a, p in self.arms.items():
+                v = get_param(p, self.data_scaling.size_param)
+                if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
+                    errs.append(f"analysis.size_param: arm {a!r} has {self.data_scaling.size_param}"
+                                f" = {v!r}; every arm needs a positive number there")
+        if self.decision_tree is not None:
+            for m, t in self.decision_tree.targets.items():
+                if not isinstance(t, (int, float)) or isinstance(t, bool):
+                    errs.append(f"analysis.targets.{m}: {t!r}; use a number")
+                if m != self.endpoint.metric and m not in self.metric_directions:
+                    errs.append(f"analysis.targets.{m}: the metric's direction is unknown")
+        if self.pairwise is not None and self.pairwise.reference is not None \
+                and self.pairwise.reference not in self.arms:
+            errs.append(f"analysis.pairwise_reference: {self.pairwise.reference!r} is not an arm")
+        if self.min_items < 1:
+            errs.append(f"analysis.min_items: {self.min_items}; use a positive integer")
+        if errs:
+            raise AnalysisInputError("study design: " + "; ".join(errs))
+
+    @classmethod
+    def from_study(cls, study: Mapping[str, Any],
+                   metric_directions: Mapping[str, str] | None = None) -> "StudyDesign":
+        """Build from the study file's dict (docs/study-file.md plus the [analysis] table of
+        docs/verdicts.md), with `arms` already resolved to a list of {name, ...params} or a
+        name -> params mapping."""
+        ep = study.get("endpoint") or {}
+        if "metric" not in ep:
+            raise AnalysisInputError("endpoint.metric: missing; name the metric that decides")
+        directions = dict(metric_directions or {})
+        direction = ep.get("direction") or directions.get(ep["metric"])
+        if direction is None:
+            raise AnalysisInputError(f"endpoint.direction: unknown for {ep['metric']!r}; set it")
+        arms_in = study.get("arms") or {}
+        if isinstance(arms_in, Mapping):
+            arms = {str(k): dict(v) for k, v in arms_in.items()}
+        else:
+            arms = {}
+            for a in arms_in:
+                a = dict(a)
+                arms[str(a.pop("name"))] = a
+        dec = dict(study.get("decision") or {})
+        an = dict(study.get("analysis") or {})
+        own = an.get("own_eval_set")
+        size = an.get("size_param")
+        targets = an.get("targets")
+        pw = an.get("pairwise_metric")
+        return cls(
+            question=str(study.get("question", "")),
+            name=str(study.get("name", "")),
+            arms=arms,
+            control=study.get("control"),
+            replicates=tuple(int(r) for r in study.get("replicates", ())),
+            endpoint=Endpoint(metric=ep["metric"], direction=direction,
+                              secondary=tuple(ep.get("secondary", ()))),
+            decision=Decision(**dec),
+            metric_directions=directions,
+            min_items=int(an.get("min_items", 30)),
+            cross_eval=CrossEval(own=dict(own)) if own else None,
+            data_scaling=DataScaling(size, an.get("group_param")) if size else None,
+            decision_tree=DecisionTree(targets=dict(targets)) if targets else None,
+            pairwise=Pairwise(pw, an.get("pairwise_reference")) if pw else None,
+        )
+
+
+def get_param(params: Mapping[str, Any], key: str) -> Any:
+    """params["a.b"] reaches params["a"]["b"]; a flat key containing a dot is tried first."""
+    if key in params:
+        return params[key]
+    cur: Any = params
+    for part in key.split("."):
+        if not isinstance(cur, Mapping) or part not in cur:
+            return None
+        cur = cur[part]
+    return cur
+
+
+@dataclass
+class AnalysisContext:
+    """Optional inputs of the integrity checks, plus what the report shows as provenance.
+
+    effective_params: one dict per arm/replicate run whose params are known:
+        {"arm": str, "replicate": int, "stage": str (optional),
+         "declared": {...}, "effective": {...}}   (nested dicts allowed)
+    train_texts: arm name (or "*" for every arm) -> the training texts
+    eval_texts: eval set name -> {item_id: text}
+    splits: one dict per split the recipe made:
+        {"name": str, "seed": int | None, "reproducible": bool, "arm": str (optional),
+         "details": str (optional)}
+    provenance: rendered as given, e.g. {"data": {...digests}, "code_version": "...",
+        "hardware": "...", "configs": {...}, "per_arm": {arm: {"wall_s":..., "cpu_h":..., "gpu_h":...}}}
+    complete: False while the study is still running; `progress` then holds counts such as
+        {"done": 12, "total": 30, "running": 2, "failed": 1}.
+    """
+    effective_params: Sequence[Mapping[str, Any]] = ()
+    train_texts: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    eval_texts: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    splits: Sequence[Mapping[str, Any]] = ()
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+    complete: bool = True
+    progress: Mapping[str, Any] = field(default_factory=dict)

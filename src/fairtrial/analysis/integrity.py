@@ -1,0 +1,283 @@
+"""Integrity checks, run before any comparison. Each returns a list of Findings; an empty list
+means the check found nothing. tests/analysis/test_integrity.py makes each one fire and shows it
+quiet on a fair study."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Iterable, Mapping
+
+import pandas as pd
+
+from fairtrial.analysis.compare import Comparison, estimate, finish
+from fairtrial.analysis.design import AnalysisContext, StudyDesign
+from fairtrial.analysis.findings import Finding
+from fairtrial.analysis.inputs import MODEL, pair, series
+
+BASELINE_RESAMPLES = 2_000    # the baseline check needs a rough interval, not a precise one
+
+
+def _endpoint_rows(df: pd.DataFrame, design: StudyDesign) -> pd.DataFrame:
+    return df[(df["metric"] == design.endpoint.metric) & (df["system"] == MODEL)]
+
+
+def check_arms(df: pd.DataFrame, design: StudyDesign, complete: bool = True) -> list[Finding]:
+    """Scores from arms the design does not declare; declared arms without endpoint scores."""
+    out = []
+    unknown = sorted(set(df["arm"]) - set(design.arms))
+    if unknown:
+        out.append(Finding("warning", "unknown_arm",
+                           f"item scores for arms the study does not declare: {unknown}; they are "
+                           "left out (was an arm renamed or removed from the study file?)",
+                           {"arms": unknown}))
+    have = set(_endpoint_rows(df, design)["arm"])
+    absent = [a for a in design.arms if a not in have]
+    if absent:
+        sev = "warning" if complete else "info"
+        out.append(Finding(sev, "arm_without_scores",
+                           f"arms with no {design.endpoint.metric!r} scores yet: {absent}; they are "
+                           "not compared", {"arms": absent}))
+    return out
+
+
+def check_eval_items(df: pd.DataFrame, design: StudyDesign) -> list[Finding]:
+    """Arms scored on different items: different eval-set digests (error), or some arm/replicate
+    missing items the others have (warning; comparisons then use the shared items only)."""
+    out = []
+    ep = _endpoint_rows(df, design)
+    for eval_set, g in ep.groupby("eval_set", sort=True):
+        digests = g.groupby("eval_set_digest")["arm"].unique()
+        if len(digests) > 1:
+            by_digest = {str(dg)[:12]: sorted(map(str, arms)) for dg, arms in digests.items()}
+            out.append(Finding(
+                "error", "eval_digest_mismatch",
+                f"eval set {eval_set!r} has {len(digests)} different digests across runs "
+                f"({'; '.join(f'{d}: {a}' for d, a in by_digest.items())}): the arms were not scored "
+                "on the same items, so comparisons on this set are void. Re-run the evaluation with "
+                "one eval set for every arm",
+                {"eval_set": eval_set, "digests": by_digest}))
+        every = set(g["item_id"])
+        lacking = {}
+        for (arm, rep), gg in g.groupby(["arm", "replicate"]):
+            k = len(every) - gg["item_id"].nunique()
+            if k:
+                lacking.setdefault(arm, {})[int(rep)] = k
+        if lacking:
+            worst = max(k for reps in lacking.values() for k in reps.values())
+            text = "; ".join(f"{a}: " + ", ".join(f"seed {r} lacks {k}" for r, k in sorted(reps.items()))
+                             for a, reps in sorted(lacking.items()))
+            out.append(Finding(
+                "warning", "missing_items",
+                f"eval set {eval_set!r}: {len(every)} items in all, but some runs lack items ({text}); "
+                f"comparisons use only the items every compared run has (up to {worst} left out)",
+                {"eval_set": eval_set, "n_items": len(every),
+                 "lacking": {a: {str(r): k for r, k in reps.items()} for a, reps in lacking.items()}}))
+    return out
+
+
+def check_seeds(df: pd.DataFrame, design: StudyDesign, complete: bool = True) -> list[Finding]:
+    """Unequal seed sets across arms (pairing uses the shared ones), or seeds the design declares
+    that no arm reports."""
+    out = []
+    ep = _endpoint_rows(df, design)
+    seeds = {a: sorted(map(int, g["replicate"].unique())) for a, g in ep.groupby("arm")}
+    seeds = {a: s for a, s in seeds.items() if a in design.arms}
+    if len({tuple(s) for s in seeds.values()}) > 1:
+        shared = sorted(set.intersection(*(set(s) for s in seeds.values())))
+        out.append(Finding(
+            "warning" if complete else "info", "unequal_seeds",
+            "arms have different seeds: " + "; ".join(f"{a}: {s}" for a, s in seeds.items())
+            + f". Paired comparisons use the seeds both arms share (all arms share {shared})",
+            {"seeds": seeds, "shared": shared}))
+    if design.replicates and complete:
+        declared = set(design.replicates)
+        short = {a: sorted(declared - set(s)) for a, s in seeds.items() if declared - set(s)}
+        if short:
+            out.append(Finding(
+                "warning", "missing_seeds",
+                "declared seeds without scores: " + "; ".join(f"{a}: {s}" for a, s in short.items()),
+                {"missing": short}))
+    return out
+
+
+def check_min_items(df: pd.DataFrame, design: StudyDesign) -> list[Finding]:
+    """An endpoint computed on fewer than design.min_items items."""
+    out = []
+    ep = _endpoint_rows(df, design)
+    counts = ep.groupby(["arm", "eval_set", "replicate"])["item_id"].nunique()
+    small = counts[counts < design.min_items]
+    if len(small):
+        cells = sorted({(a, e, int(n)) for (a, e, _), n in small.items()})
+        out.append(Finding(
+            "warning", "too_few_items",
+            f"the endpoint {design.endpoint.metric!r} rests on fewer than {design.min_items} items "
+            "in " + "; ".join(f"{a} on {e} ({n} items)" for a, e, n in cells[:8])
+            + (" ..." if len(cells) > 8 else "") + ": intervals from so few items are unreliable",
+            {"min_items": design.min_items, "cells": [list(c) for c in cells]}))
+    return out
+
+
+def _norm(text: str) -> str:
+    return " ".join(str(text).split()).casefold()
+
+
+def check_overlap(context: AnalysisContext) -> list[Finding]:
+    """Eval items that appear inside the training texts: exact duplicates (error) and duplicates
+    after collapsing whitespace and case (warning)."""
+    out = []
+    if not context.train_texts or not context.eval_texts:
+        return out
+    for who, texts in context.train_texts.items():
+        exact = set(map(str, texts))
+        normal = {_norm(t) for t in exact}
+        for eval_set, items in context.eval_texts.items():
+            ex = sorted(i for i, t in items.items() if str(t) in exact)
+            nm = sorted(i for i, t in items.items() if str(t) not in exact and _norm(t) in normal)
+            arm = "every arm" if who == "*" else f"arm {who!r}"
+            if ex:
+                out.append(Finding(
+                    "error", "train_eval_overlap",
+                    f"{len(ex)} of {len(items)} items of eval set {eval_set!r} appear verbatim in the "
+                    f"training texts of {arm} (e.g. {ex[:3]}): the endpoint measures memorisation "
+                    "on them. Deduplicate the training data against the eval set",
+                    {"train": who, "eval_set": eval_set, "kind": "exact", "n": len(ex),
+                     "n_items": len(items), "items": ex[:20]}))
+            if nm:
+                out.append(Finding(
+                    "warning", "train_eval_overlap",
+                    f"{len(nm)} of {len(items)} items of eval set {eval_set!r} match training texts "
+                    f"of {arm} after collapsing whitespace and case (e.g. {nm[:3]})",
+                    {"train": who, "eval_set": eval_set, "kind": "normalised", "n": len(nm),
+                     "n_items": len(items), "items": nm[:20]}))
+    return out
+
+
+def check_splits(context: AnalysisContext) -> list[Finding]:
+    """Splits the recipe could not reproduce from their seed."""
+    out = []
+    for sp in context.splits:
+        if sp.get("reproducible", True):
+            continue
+        where = f" of arm {sp['arm']!r}" if sp.get("arm") else ""
+        out.append(Finding(
+            "error", "split_not_reproducible",
+            f"split {sp.get('name', '?')!r}{where} is not reproducible from its seed "
+            f"{sp.get('seed')!r}" + (f": {sp['details']}" if sp.get("details") else "")
+            + "; the eval set may differ between runs",
+            {k: v for k, v in sp.items()}))
+    return out
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def check_config_drift(context: AnalysisContext) -> list[Finding]:
+    """Runs whose effective params differ from the declared ones (e.g. an OOM back-off)."""
+    per_arm: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for rec in context.effective_params:
+        dec, eff = _flatten(rec.get("declared") or {}), _flatten(rec.get("effective") or {})
+        for key in sorted(set(dec) | set(eff)):
+            if dec.get(key) != eff.get(key):
+                per_arm[str(rec.get("arm"))][key].append(
+                    {"replicate": rec.get("replicate"), "stage": rec.get("stage"),
+                     "declared": dec.get(key), "effective": eff.get(key)})
+    out = []
+    for arm, keys in sorted(per_arm.items()):
+        parts = []
+        for key, changes in keys.items():
+            vals = sorted({f"{c['declared']!r} -> {c['effective']!r}" for c in changes})
+            reps = sorted({c["replicate"] for c in changes}, key=str)
+            parts.append(f"{key} {', '.join(vals)} (seeds {reps})")
+        out.append(Finding(
+            "warning", "config_drift",
+            f"arm {arm!r} ran with params other than declared: " + "; ".join(parts)
+            + ". Its results describe the effective config; check it still answers the question",
+            {"arm": arm, "changes": {k: v for k, v in keys.items()}}))
+    return out
+
+
+def check_baselines(df: pd.DataFrame, design: StudyDesign, seed: int,
+                    arms: Iterable[str] | None = None) -> tuple[list[Finding], list[Comparison]]:
+    """A model that does not beat its arm's trivial baselines on the endpoint: an error when the
+    model is no better at all, a warning when the interval includes no improvement."""
+    out, comps = [], []
+    metric = design.endpoint.metric
+    rows = df[df["metric"] == metric]
+    arms = list(arms) if arms is not None else list(design.arms)
+    alpha = design.decision.alpha
+    for arm in arms:
+        a = rows[rows["arm"] == arm]
+        for system in sorted(set(a["system"]) - {MODEL}):
+            for eval_set in sorted(set(a.loc[a["system"] == system, "eval_set"])):
+                model = series(df, arm, metric, eval_set)
+                base = series(df, arm, metric, eval_set, system=system)
+                if model.empty or base.empty:
+                    continue
+                p = pair([model, base], broadcast_seedless=True)
+                if p.x.shape[2] == 0:
+                    continue
+                c = Comparison(arm=arm, reference=f"baseline:{system}", metric=metric,
+                               eval_set=eval_set, direction=design.endpoint.direction,
+                               role="baseline", effect="absolute")
+                d = estimate(c, p.x[::-1].copy(), n_resamples=BASELINE_RESAMPLES, seed=seed)
+                finish(c, d, 1 - alpha, decide=False)
+                comps.append(c)
+                lo, _ = c.diff_ci
+                if c.diff <= 0:
+                    out.append(Finding(
+                        "error", "baseline_not_beaten",
+                        f"arm {arm!r} does not beat the trivial baseline {system!r} on "
+                        f"{eval_set!r}: {metric} {c.mean_arm:.4g} vs {c.mean_reference:.4g} "
+                        f"({design.endpoint.direction} is better). The model learned nothing "
+                        "useful; its comparisons mean little",
+                        {"arm": arm, "baseline": system, "eval_set": eval_set,
+                         "model": c.mean_arm, "baseline_mean": c.mean_reference,
+                         "improvement": c.diff, "interval": list(c.diff_ci)}))
+                elif lo <= 0:
+                    out.append(Finding(
+                        "warning", "baseline_not_beaten",
+                        f"arm {arm!r} is not clearly better than the trivial baseline {system!r} "
+                        f"on {eval_set!r}: improvement {c.diff:.4g}, interval "
+                        f"[{c.diff_ci[0]:.4g}, {c.diff_ci[1]:.4g}] includes none",
+                        {"arm": arm, "baseline": system, "eval_set": eval_set,
+                         "improvement": c.diff, "interval": list(c.diff_ci)}))
+    return out, comps
+
+
+def run_all(df: pd.DataFrame, design: StudyDesign, context: AnalysisContext,
+            seed: int) -> tuple[list[Finding], list[Comparison]]:
+    """Every check, in the order the report lists them (errors sort first later)."""
+    findings: list[Finding] = []
+    findings += check_arms(df, design, context.complete)
+    known = df[df["arm"].isin(list(design.arms))]
+    findings += check_eval_items(known, design)
+    findings += check_seeds(known, design, context.complete)
+    findings += check_min_items(known, design)
+    findings += check_overlap(context)
+    findings += check_splits(context)
+    findings += check_config_drift(context)
+    base, comps = check_baselines(known, design, seed)
+    findings += base
+    return findings, comps
+
+
+def blocked_sets(findings: list[Finding]) -> set[str]:
+    """Eval sets whose comparisons are void (different items behind one name)."""
+    return {f.details["eval_set"] for f in findings if f.code == "eval_digest_mismatch"}
+
+
+def severity_rank(f: Finding) -> int:
+    return {"error": 0, "warning": 1, "info": 2}[f.severity]
+
+
+__all__ = ["run_all", "check_arms", "check_eval_items", "check_seeds", "check_min_items",
+           "check_overlap", "check_splits", "check_config_drift", "check_baselines",
+           "blocked_sets", "severity_rank"]

@@ -1,0 +1,144 @@
+"""Two-level paired bootstrap over seeds and items.
+
+The data of one comparison is an array `x` of shape (K, S, N): K paired quantities (usually K=2:
+the control and the arm), S seeds, N items, aligned so that x[:, s, i] are the same seed and the
+same item id. One resample draws S seeds with replacement and N items with replacement and takes,
+for every k, the mean over the drawn (seed, item) cells.
+
+Seeds and items are *crossed*, not nested: every seed's model is scored on the same items, so an
+item that is hard for one seed is hard for all of them. A resample therefore applies one item draw
+to every drawn seed; resampling items independently inside each seed would treat the item
+difficulty as independent noise and make intervals too narrow.
+
+Why this is written by hand: scipy.stats.bootstrap resamples one level (the unit is one
+observation); it has no notion of a crossed seed x item design and no shared paired draw across K
+statistics. The linear structure of a mean lets us do both with one matrix product per chunk:
+mean_k = sum_s w_s/S * sum_i c_i/N * x[k, s, i], with w the seed counts and c the item counts.
+
+Two paths for the item draw (`method`):
+- "exact": the item counts c come from real index draws (np.bincount of uniform integers). Cost
+  O(n_resamples * N); used when that is small.
+- "normal": the item-mean vector (the K*S means under one item draw) is a mean of N iid draws from
+  the empirical item distribution, so by the central limit theorem it is normal with the sample
+  means and the empirical covariance / N. Drawing it directly costs O((K*S)^2) per resample
+  instead of O(N). The seed draw stays exact. tests/stats/test_bootstrap.py checks the two paths
+  agree within Monte-Carlo error; "auto" uses it only when N >= NORMAL_MIN_ITEMS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+N_RESAMPLES = 10_000          # default number of bootstrap resamples
+SEED = 20240601               # default bootstrap seed: reports are reproducible
+EXACT_BUDGET = 10_000_000     # "auto" draws items exactly while n_resamples * N stays below this
+NORMAL_MIN_ITEMS = 1_000      # ... and never uses the normal path below this many items
+CHUNK_CELLS = 4_000_000       # exact path: resamples per chunk so one chunk holds ~this many counts
+
+Method = Literal["auto", "exact", "normal"]
+
+
+@dataclass(frozen=True)
+class Draws:
+    """Bootstrap draws of the K means: `means` has shape (n_resamples, K).
+    `point` holds the K means of the data itself; `method` the item-draw path used."""
+    means: np.ndarray
+    point: np.ndarray
+    method: str
+
+
+def _check(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim == 2:             # (S, N): a single quantity
+        x = x[None]
+    if x.ndim != 3:
+        raise ValueError(f"bootstrap data must have shape (K, S, N) or (S, N); got {x.shape}")
+    if min(x.shape) == 0:
+        raise ValueError(f"bootstrap data is empty: shape {x.shape} (K, seeds, items)")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("bootstrap data holds NaN or infinite values")
+    return x
+
+
+def _seed_weights(rng: np.random.Generator, n: int, s: int) -> np.ndarray:
+    """(n, S) counts of each seed in a resample of S seeds drawn with replacement."""
+    if s == 1:
+        return np.ones((n, 1))
+    idx = rng.integers(0, s, size=(n, s))
+    w = np.zeros((n, s))
+    np.add.at(w, (np.arange(n)[:, None], idx), 1.0)
+    return w
+
+
+def two_level(x: np.ndarray, n_resamples: int = N_RESAMPLES, seed: int = SEED,
+              method: Method = "auto") -> Draws:
+    """Bootstrap draws of the means of x (K, S, N), resampling seeds and then items (crossed)."""
+    x = _check(x)
+    k, s, n = x.shape
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be >= 1; got {n_resamples}")
+    if method == "auto":
+        method = "exact" if (n_resamples * n <= EXACT_BUDGET or n < NORMAL_MIN_ITEMS) else "normal"
+    if method not in ("exact", "normal"):
+        raise ValueError(f"method must be 'auto', 'exact' or 'normal'; got {method!r}")
+    rng = np.random.default_rng(seed)
+    flat = x.reshape(k * s, n)
+    w = _seed_weights(rng, n_resamples, s) / s                        # (B, S)
+
+    if method == "exact":
+        item_means = np.empty((n_resamples, k * s))
+        chunk = max(1, CHUNK_CELLS // n)
+        for start in range(0, n_resamples, chunk):
+            b = min(chunk, n_resamples - start)
+            idx = rng.integers(0, n, size=(b, n))
+            # counts per (resample, item) via one bincount over offset indices
+            counts = np.bincount((idx + (np.arange(b) * n)[:, None]).ravel(),
+                                 minlength=b * n).reshape(b, n).astype(np.float64)
+            item_means[start:start + b] = counts @ flat.T / n
+    else:
+        mu = flat.mean(axis=1)
+        centred = flat - mu[:, None]
+        cov = centred @ centred.T / n                                  # ddof=0: the empirical law
+        # eigh instead of cholesky: cov is often singular (e.g. K arms that agree on some seeds)
+        vals, vecs = np.linalg.eigh(cov)
+        root = vecs * np.sqrt(np.clip(vals, 0.0, None))
+        z = rng.standard_normal((n_resamples, k * s))
+        item_means = mu + (z @ root.T) / np.sqrt(n)
+
+    means = np.einsum("bks,bs->bk", item_means.reshape(n_resamples, k, s), w)
+    point = x.mean(axis=(1, 2))
+    return Draws(means=means, point=point, method=method)
+
+
+def percentile_interval(draws: np.ndarray, level: float) -> tuple[float, float]:
+    """Percentile interval of 1-d bootstrap draws at confidence `level` (e.g. 0.95)."""
+    if not 0 < level < 1:
+        raise ValueError(f"confidence level must be in (0, 1); got {level}")
+    d = np.asarray(draws, dtype=np.float64)
+    d = d[np.isfinite(d)]
+    if d.size == 0:
+        return (float("nan"), float("nan"))
+    a = (1 - level) / 2
+    lo, hi = np.quantile(d, [a, 1 - a])
+    return (float(lo), float(hi))
+
+
+def bootstrap_p_value(draws: np.ndarray, estimate: float, null: float = 0.0) -> float:
+    """Two-sided bootstrap test of `estimate == null`: the share of draws, centred on the estimate,
+    at least as far from it as the estimate is from the null (Hall & Wilson 1991)."""
+    d = np.asarray(draws, dtype=np.float64)
+    d = d[np.isfinite(d)]
+    if d.size == 0 or not np.isfinite(estimate):
+        return float("nan")
+    extreme = np.abs(d - estimate) >= abs(estimate - null)
+    return float((1 + extreme.sum()) / (1 + d.size))
+
+
+def one_level_mean(values: np.ndarray, n_resamples: int = N_RESAMPLES, seed: int = SEED,
+                   level: float = 0.95, method: Method = "auto") -> tuple[float, float]:
+    """Percentile interval of a plain mean (one seed): the case scipy.stats.bootstrap covers."""
+    d = two_level(np.asarray(values, dtype=np.float64)[None, None, :], n_resamples, seed, method)
+    return percentile_interval(d.means[:, 0], level)
