@@ -189,10 +189,13 @@ def windows(ctx) -> dict:
         w, ids, skipped = build_windows([(d["doc_id"], rows_of.get(d["doc_id"], [])) for d in sel],
                                         k)
         if len(w) == 0 and (split != "val" or sel):  # val may be empty only by choice
+            fix = {"train": "raise train_fraction or lower split.val / split.test",
+                   "val": "raise split.val (or set it to 0 to train without early stopping)",
+                   "test": "raise split.test"}[split]
             raise StageError(
                 f"windows: the {split} split has no windows ({len(sel)} document(s), "
-                f"{len(skipped)} shorter than k+1 = {k + 1} units). Lower window.k, raise "
-                f"split.{split if split != 'train' else 'test'} or train_fraction, or add data.")
+                f"{len(skipped)} shorter than k+1 = {k + 1} units). Lower window.k, {fix}, "
+                "or add longer documents.")
         np.save(ctx.out / f"{split}.npy", w)
         _write_json(ctx.out / f"{split}_ids.json", ids)
         ids_by_split[split] = ids
