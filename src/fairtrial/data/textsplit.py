@@ -1,0 +1,113 @@
+"""Offline paragraph, sentence and word splitting, with character offsets.
+
+Why a regex and not a library: NLTK's punkt needs a data download, and pysbd (no download) measured
+117,000 characters/s on OneStopEnglish here, i.e. about 27 minutes for the 191 M characters of a
+578,625-document corpus, against a 5-minute budget for building all ILM examples. These rules run
+at several million characters/s and get the cases our corpora have right: abbreviations ("Mr.",
+"e.g.", "U.S."), initials ("J. K. Rowling"), decimals ("3.5"), closing quotes and brackets after the
+full stop, and pre-tokenised text (CEFR-SP writes "end ." with a space before the stop).
+
+Every `*_spans` function returns `[(start, end), ...]` character offsets into the text, trimmed of
+surrounding whitespace, in order and non-overlapping; the plain functions return the substrings.
+"""
+
+from __future__ import annotations
+
+import re
+
+# A blank line separates paragraphs when the text has one; otherwise every line is a paragraph
+# (OneStopEnglish and most essay corpora write one paragraph per line).
+_BLANK_LINE = re.compile(r"\n[ \t\r\f\v]*\n")
+_LINE = re.compile(r"[^\n]+")
+
+# Candidate sentence ends: a run of . ! ? (or an ellipsis), optional closing quotes/brackets, then
+# whitespace and something that can start a sentence.
+_SENT_END = re.compile(r"(?:[.!?]+|…)[\"'”’)\]]*(?=\s+[\"'“‘(\[]*[A-Z0-9À-Ý])")
+_ABBREV = {
+    "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "mt", "ft", "vs", "etc", "e.g", "i.e",
+    "u.s", "u.k", "u.n", "no", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept",
+    "oct", "nov", "dec", "gen", "col", "lt", "sgt", "capt", "gov", "sen", "rep", "rev", "inc",
+    "ltd", "co", "corp", "approx", "dept", "est", "fig", "al", "a.m", "p.m",
+}
+_WORD_BEFORE = re.compile(r"([\w.]+)$")
+
+# dotted acronyms ("U.S."), numbers with separators ("3.5", "1,000"), words with inner hyphens or
+# apostrophes ("e-mail", "didn't"), else runs of punctuation
+_WORD = re.compile(r"(?:[^\W\d_]\.){2,}|\d+(?:[.,]\d+)+|\w+(?:[-'’]\w+)*|[^\w\s]+")
+
+
+def _trim(text: str, start: int, end: int) -> tuple[int, int] | None:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return (start, end) if start < end else None
+
+
+def paragraph_spans(text: str) -> list[tuple[int, int]]:
+    out = []
+    if _BLANK_LINE.search(text):
+        pos = 0
+        for m in _BLANK_LINE.finditer(text):
+            if (s := _trim(text, pos, m.start())) is not None:
+                out.append(s)
+            pos = m.end()
+        if (s := _trim(text, pos, len(text))) is not None:
+            out.append(s)
+    else:
+        for m in _LINE.finditer(text):
+            if (s := _trim(text, m.start(), m.end())) is not None:
+                out.append(s)
+    return out
+
+
+def _is_abbreviation(text: str, stop: int) -> bool:
+    """Whether the full stop at `stop` ends an abbreviation or an initial rather than a sentence."""
+    if text[stop] != ".":
+        return False
+    m = _WORD_BEFORE.search(text, 0, stop)
+    if not m:
+        return False
+    word = m.group(1).rstrip(".").lower()
+    if word in _ABBREV:
+        return True
+    # an initial ("J. K. Rowling") or a dotted acronym ("U.S.A.")
+    return len(word) == 1 and word.isalpha() or bool(re.fullmatch(r"(?:\w\.)+\w", word))
+
+
+def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
+    """Sentences of text[start:end] (offsets into `text`). Newlines also end sentences."""
+    end = len(text) if end is None else end
+    out = []
+    for p0, p1 in (paragraph_spans(text[start:end]) if start or end != len(text)
+                   else paragraph_spans(text)):
+        p0, p1 = p0 + start, p1 + start
+        for line in _LINE.finditer(text, p0, p1):
+            pos = line.start()
+            for m in _SENT_END.finditer(text, line.start(), line.end()):
+                if _is_abbreviation(text, m.start()):
+                    continue
+                if (s := _trim(text, pos, m.end())) is not None:
+                    out.append(s)
+                pos = m.end()
+            if (s := _trim(text, pos, line.end())) is not None:
+                out.append(s)
+    return out
+
+
+def word_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
+    """Words (letters/digits with inner hyphens or apostrophes) and punctuation runs."""
+    end = len(text) if end is None else end
+    return [m.span() for m in _WORD.finditer(text, start, end)]
+
+
+def split_paragraphs(text: str) -> list[str]:
+    return [text[a:b] for a, b in paragraph_spans(text)]
+
+
+def split_sentences(text: str) -> list[str]:
+    return [text[a:b] for a, b in sentence_spans(text)]
+
+
+def split_words(text: str) -> list[str]:
+    return [text[a:b] for a, b in word_spans(text)]
