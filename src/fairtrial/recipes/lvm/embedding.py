@@ -58,7 +58,8 @@ class SentenceTransformerEncoder:
                              "or a hub name present in the local cache (HF_HUB_OFFLINE=1).") from e
         if max_seq_length:
             self.model.max_seq_length = max_seq_length
-        get_dim = getattr(self.model, "get_sentence_embedding_dimension", None)
+        get_dim = (getattr(self.model, "get_embedding_dimension", None)  # sentence-transformers 5
+                   or getattr(self.model, "get_sentence_embedding_dimension", None))
         self.dim = int(get_dim()) if get_dim else int(self.model.encode(["x"]).shape[1])
         self.key = f"st:{name}:{max_seq_length or ''}"
 
