@@ -14,9 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from fairtrial.recipes.ilm.model import BLANK_TOKENS, END_INFILL, EOS, START_INFILL
-
-SPECIALS = [EOS, *BLANK_TOKENS.values(), START_INFILL, END_INFILL]
+from fairtrial.recipes.ilm.tokenizer import BLANK_TOKENS, END_INFILL, EOS, START_INFILL
 
 SUBJECTS = ["She", "He", "The girl", "My friend", "The teacher", "Tom", "Anna", "The dog"]
 VERBS = ["walks", "runs", "goes", "drives", "rides", "talks", "reads", "sings"]
@@ -31,22 +29,14 @@ def sentences(n: int, seed: int = 0) -> list[str]:
 
 
 def make_tokenizer(folder: Path):
-    """A byte-level BPE tokenizer (GPT-2 style) trained on the synthetic sentences, with the ILM
+    """The data side's byte-level BPE (GPT-2 style) trained on synthetic sentences, with the ILM
     special tokens; saved as a folder AutoTokenizer reads."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    from fairtrial.recipes.ilm.tokenizer import train_bpe
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=SPECIALS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(sentences(300, seed=123), trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=EOS,
-                                   additional_special_tokens=SPECIALS[1:])
+    tok = train_bpe(sentences(300, seed=123), vocab_size=300, min_frequency=1)
     folder.mkdir(parents=True, exist_ok=True)
-    fast.save_pretrained(folder)
-    return fast
+    tok.save_pretrained(folder)
+    return tok
 
 
 def ilm_example(tok, text: str, rng: np.random.Generator) -> np.ndarray:
@@ -54,13 +44,14 @@ def ilm_example(tok, text: str, rng: np.random.Generator) -> np.ndarray:
     words = text.split(" ")
     n_blanks = int(rng.integers(1, 3))
     pos = sorted(rng.choice(len(words) - 1, size=n_blanks, replace=False).tolist())
-    answers = [words[p] for p in pos]
-    masked = [BLANK_TOKENS["word"] if i in pos else w for i, w in enumerate(words)]
-    ctx = " ".join(masked)
+    # the data side's convention: a word's leading space goes with the answer
+    # ("She<|blank_word|> to school" + " walks"), as GPT-2's BPE attaches it to the word
+    ctx = "".join((BLANK_TOKENS["word"] if i in pos else (" " if i else "") + w)
+                  for i, w in enumerate(words))
     ids = tok(ctx, add_special_tokens=False)["input_ids"]
     ids.append(tok.convert_tokens_to_ids(START_INFILL))
-    for a in answers:
-        ids += tok(" " + a, add_special_tokens=False)["input_ids"]
+    for p in pos:
+        ids += tok((" " if p else "") + words[p], add_special_tokens=False)["input_ids"]
         ids.append(tok.convert_tokens_to_ids(END_INFILL))
     ids.append(tok.convert_tokens_to_ids(EOS))
     return np.asarray(ids, dtype=np.uint32)
@@ -73,30 +64,13 @@ def make_examples(tok, n: int, seed: int) -> list[np.ndarray]:
 
 def write_shards(folder: Path, examples: list[np.ndarray], item_ids: list[str] | None = None,
                  extra_meta: dict | None = None) -> Path:
-    """Write examples in the examples-stage shard format (meta.json, tokens-*.bin, offsets-*.npy),
-    with the data side's ShardWriter when it is there."""
-    try:
-        from fairtrial.recipes.ilm.examples import ShardWriter
-    except ImportError:
-        ShardWriter = None
-    folder.mkdir(parents=True, exist_ok=True)
-    if ShardWriter is not None:
-        w = ShardWriter(folder)
-        for i, e in enumerate(examples):
-            w.add(e, item_id=None if item_ids is None else item_ids[i])
-        w.close()
-    else:
-        flat = np.concatenate(examples).astype(np.uint32)
-        offsets = np.zeros(len(examples) + 1, np.int64)
-        offsets[1:] = np.cumsum([len(e) for e in examples])
-        flat.tofile(folder / "tokens-00000.bin")
-        np.save(folder / "offsets-00000.npy", offsets)
-        meta = {"n_examples": len(examples), "n_tokens": int(offsets[-1]), "dtype": "uint32",
-                "shards": [{"tokens": "tokens-00000.bin", "offsets": "offsets-00000.npy",
-                            "n": len(examples)}]}
-        if item_ids is not None:
-            (folder / "item_ids.json").write_text(json.dumps(item_ids))
-        (folder / "meta.json").write_text(json.dumps(meta))
+    """Write examples in the examples-stage shard format with the data side's ShardWriter."""
+    from fairtrial.recipes.ilm.examples import ShardWriter
+
+    w = ShardWriter(folder)
+    for i, e in enumerate(examples):
+        w.add(e, item_id=None if item_ids is None else item_ids[i])
+    w.close()
     if extra_meta:
         meta = json.loads((folder / "meta.json").read_text())
         meta.update(extra_meta)
@@ -124,9 +98,75 @@ class FakeContext:
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("fairtrial.test"))
     progress_calls: list = field(default_factory=list)
     heartbeats: int = 0
+    summary: dict | None = None
 
     def progress(self, done, total=None, unit="it", message=""):
         self.progress_calls.append((done, total, unit, message))
 
     def heartbeat(self):
         self.heartbeats += 1
+
+
+# ---------------------------------------------------------------------------------------------
+# session fixtures: one tiny world (tokenizer, examples, test sets) and one tiny trained model
+
+import pytest  # noqa: E402
+
+
+@dataclass
+class World:
+    root: Path
+    tok: Any
+    tokenizer_dir: Path
+    examples_dir: Path   # examples/{train,valid}
+    testset_dir: Path    # testset/{A1,B1}
+    prepare_dir: Path    # train.jsonl
+    train: list
+    valid: list
+
+
+TEST_LEVELS = {"A1": 11, "B1": 12}  # level -> seed of its synthetic sentences
+
+
+def build_world(root: Path) -> World:
+    from fairtrial.scores import eval_set_digest
+
+    tok = make_tokenizer(root / "tokenizer")
+    train, valid = make_examples(tok, 240, seed=1), make_examples(tok, 40, seed=2)
+    write_shards(root / "examples" / "train", train)
+    write_shards(root / "examples" / "valid", valid)
+    for level, seed in TEST_LEVELS.items():
+        ex = make_examples(tok, 12, seed=seed)
+        item_ids = [f"{level}-doc{i // 2}" for i in range(len(ex))]  # two maskings per document
+        digest = eval_set_digest(item_ids, [e.tolist() for e in ex])
+        write_shards(root / "testset" / level, ex, item_ids, extra_meta={"eval_set_digest": digest})
+    (root / "prepare").mkdir()
+    with open(root / "prepare" / "train.jsonl", "w") as f:
+        for i, s in enumerate(sentences(60, seed=5)):
+            f.write(json.dumps({"id": f"t{i}", "level": "A1" if i % 2 else "B1", "text": s}) + "\n")
+    return World(root, tok, root / "tokenizer", root / "examples", root / "testset",
+                 root / "prepare", train, valid)
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory) -> World:
+    return build_world(tmp_path_factory.mktemp("ilm_world"))
+
+
+@pytest.fixture(scope="session")
+def trained(world, tmp_path_factory) -> FakeContext:
+    """The context of a finished train stage on the tiny world: .out holds model/ and
+    train_log.jsonl, .summary the stage's returned summary."""
+    from fairtrial.recipes.ilm.stages_model import train_stage
+
+    root = tmp_path_factory.mktemp("ilm_trained")
+    ctx = FakeContext(
+        params={"model": {"n_layer": 2, "n_embd": 32, "n_head": 2, "n_positions": 64,
+                          "dropout": 0.0},
+                "train": {"steps": 60, "micro_batch": 16, "lr": 3e-3, "eval_every": 20,
+                          "checkpoint_every": 20, "warmup_frac": 0.0}},
+        out=root / "out", inputs={"examples": world.examples_dir, "tokenizer": world.tokenizer_dir},
+        checkpoint_dir=root / "ck", seed=0)
+    ctx.out.mkdir()
+    ctx.summary = train_stage(ctx)
+    return ctx

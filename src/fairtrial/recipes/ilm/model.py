@@ -22,18 +22,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-# The ILM special tokens (Donahue et al. 2020). The data side's tokenizer adds exactly these; the
-# model side only ever looks them up by string, so the two stay in step through the tokenizer folder.
-BLANK_TOKENS = {
-    "word": "<|blank_word|>",
-    "ngram": "<|blank_ngram|>",
-    "sentence": "<|blank_sentence|>",
-    "paragraph": "<|blank_paragraph|>",
-    "document": "<|blank_document|>",
-}
-START_INFILL = "<|start_infill|>"
-END_INFILL = "<|end_infill|>"
-EOS = "<|endoftext|>"
+# The ILM special tokens (Donahue et al. 2020) and their ids come from the data side's tokenizer
+# module, so both sides of the recipe look them up the same way.
+from fairtrial.recipes.ilm.tokenizer import (BLANK_TOKENS, END_INFILL, EOS,  # noqa: E402,F401
+                                             START_INFILL, special_ids)
 
 # The name of the resolved-config file saved beside every model folder and checkpoint.
 CONFIG_FILE = "fairtrial_config.json"
@@ -81,23 +73,10 @@ def load_tokenizer(folder: str | Path):
         tok = AutoTokenizer.from_pretrained(str(folder))
     except Exception as e:  # transformers raises OSError/ValueError/TypeError by case
         raise ValueError(f"cannot load a tokenizer from {folder}: {e}") from e
-    missing = [t for t in (*BLANK_TOKENS.values(), START_INFILL, END_INFILL, EOS)
-               if tok.convert_tokens_to_ids(t) in (None, tok.unk_token_id)]
-    if missing:
-        raise ValueError(f"tokenizer in {folder} lacks the ILM special tokens {missing}")
+    special_ids(tok)  # raises ValueError naming the missing token
     if tok.pad_token is None:
         tok.pad_token = EOS
     return tok
-
-
-def special_ids(tok) -> dict[str, int]:
-    """Ids of the special tokens the model side uses, by role."""
-    ids = {"start": tok.convert_tokens_to_ids(START_INFILL),
-           "end": tok.convert_tokens_to_ids(END_INFILL),
-           "eos": tok.convert_tokens_to_ids(EOS)}
-    for kind, t in BLANK_TOKENS.items():
-        ids["blank_" + kind] = tok.convert_tokens_to_ids(t)
-    return ids
 
 
 # ---------------------------------------------------------------------------------------------

@@ -105,13 +105,13 @@ def target_kinds(ex: np.ndarray, ids: dict[str, int]) -> np.ndarray:
     """Kinds of the len(ex)-1 next-token targets of one example."""
     tgt = ex[1:]
     kinds = np.full(len(tgt), CONTEXT, np.int8)
-    where = np.flatnonzero(ex == ids["start"])
+    where = np.flatnonzero(ex == ids["start_infill"])
     if len(where):
         s = int(where[0])  # index of <|start_infill|> in ex; target j-1 predicts ex[j]
         kinds[s - 1] = START if s >= 1 else CONTEXT
         after = np.arange(len(tgt)) >= s
         kinds[after] = INFILL
-        kinds[after & (tgt == ids["end"])] = END
+        kinds[after & (tgt == ids["end_infill"])] = END
         kinds[after & (tgt == ids["eos"])] = EOS_T
     return kinds
 
