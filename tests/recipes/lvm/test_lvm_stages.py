@@ -102,7 +102,7 @@ def test_csv_and_jsonl_documents(tmp_path):
     bad.write_text('{"body": "x"}\n')
     with pytest.raises(StageError, match=r"bad.jsonl:1: no 'text' field .*data.text_field"):
         chain(tmp_path / "bad", bad).run("prepare")
-    with pytest.raises(StageError, match="neither a known data set name nor an existing path"):
+    with pytest.raises(StageError, match="is neither an existing file or folder nor a known data set"):
         chain(tmp_path / "missing", tmp_path / "nope").run("prepare")
 
 

@@ -25,27 +25,15 @@ class Doc:
 # -- locating data ---------------------------------------------------------------------------
 
 def resolve_source(source: str) -> Path:
-    """A data set name or a path -> an existing path."""
-    try:  # the shared resolver knows the named data sets and where they live
-        from fairtrial.data import resolve  # type: ignore[attr-defined]
-    except ImportError:
-        resolve = None
-    if resolve is not None:
-        try:
-            return Path(resolve(source))
-        except (KeyError, FileNotFoundError, ValueError) as e:
-            if not Path(source).expanduser().exists():
-                raise ValueError(f"data source {source!r}: {e}") from e
-    p = Path(source).expanduser()
-    if p.exists():
-        return p
-    # Until fairtrial.data exposes resolve(): the data sets shipped beside the repository.
-    shared = Path(__file__).resolve().parents[4] / ".." / "shared" / "data" / source
-    if resolve is None and shared.exists():
-        return shared.resolve()
-    raise ValueError(f"data source {source!r} is neither a known data set name nor an existing "
-                     "path; give a folder of .txt files, a .csv or .jsonl file, or "
-                     "'onestopenglish'")
+    """A data set name ("onestopenglish") or a path -> an existing path (fairtrial.data.resolve)."""
+    from fairtrial.data import resolve
+    from fairtrial.errors import UserError
+
+    try:
+        return Path(resolve(source))
+    except UserError as e:
+        raise ValueError(f"{e}. Give a data set name, a folder of .txt files, or a .csv or "
+                         ".jsonl file") from e
 
 
 def detect_format(path: Path, fmt: str) -> str:
