@@ -27,8 +27,9 @@ from fairtrial.errors import Refused, UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Run comparative ML training studies and turn them into honest verdicts.")
-console = Console()
-err_console = Console(stderr=True)
+# not a terminal (a pipe, a log file, CI): no wrapping, so every message stays on one line
+console = Console(soft_wrap=not sys.stdout.isatty())
+err_console = Console(stderr=True, soft_wrap=not sys.stderr.isatty())
 
 WorkspaceOpt = typer.Option(None, "--workspace", "-w", envvar="FAIRTRIAL_WORKSPACE",
                             help="Workspace folder (default: .fairtrial in the current directory).")
@@ -472,8 +473,8 @@ def main(argv: list[str] | None = None) -> int:
     import click
 
     try:
-        app(args=argv, standalone_mode=False, prog_name="fairtrial")
-        return 0
+        rc = app(args=argv, standalone_mode=False, prog_name="fairtrial")
+        return rc if isinstance(rc, int) else 0
     except typer.Exit as e:
         return e.exit_code
     except click.exceptions.Exit as e:

@@ -7,6 +7,7 @@ arm's model; other systems are trivial baselines that came with the arm.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,13 +90,31 @@ class Paired:
     dropped_seeds: list[int]
 
 
+_CACHE: dict[int, tuple[weakref.ref, dict]] = {}
+
+
+def _groups(df: pd.DataFrame) -> dict:
+    """(arm, metric, system) -> rows, computed once per table: filtering a large table by three
+    string columns for every series is what made the analysis slow."""
+    hit = _CACHE.get(id(df))
+    if hit is not None and hit[0]() is df:
+        return hit[1]
+    groups = {k: g for k, g in df.groupby(["arm", "metric", "system"], sort=False)}
+    for key in [k for k, (ref, _) in _CACHE.items() if ref() is None]:
+        del _CACHE[key]
+    _CACHE[id(df)] = (weakref.ref(df), groups)
+    return groups
+
+
 def series(df: pd.DataFrame, arm: str, metric: str, eval_sets: str | list[str],
            system: str = MODEL) -> pd.DataFrame:
     """replicate x item table of one arm's values. With several eval sets the items are keyed
     "eval_set/item_id" so that equal ids from different sets stay apart."""
     sets = [eval_sets] if isinstance(eval_sets, str) else list(eval_sets)
-    sub = df[(df["arm"] == arm) & (df["metric"] == metric) & (df["system"] == system)
-             & (df["eval_set"].isin(sets))]
+    sub = _groups(df).get((arm, metric, system))
+    if sub is None:
+        return pd.DataFrame()
+    sub = sub[sub["eval_set"].isin(sets)]
     key = sub["item_id"] if len(sets) == 1 else sub["eval_set"] + "/" + sub["item_id"]
     return sub.assign(_key=key).pivot(index="replicate", columns="_key", values="value")
 

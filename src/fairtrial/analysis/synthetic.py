@@ -45,3 +45,32 @@ def make_scores(shifts: Mapping[str, float | Mapping[str, float]], seeds: Sequen
                         "item_id": ids, "eval_set": e, "eval_set_digest": digests[e],
                         "metric": metric, "value": v, "system": system, "arm": arm, "replicate": s}))
     return pd.concat(frames, ignore_index=True)
+
+
+def simulate_verdicts(n_studies: int, effect: float, min_effect: float, n_seeds: int = 3,
+                      n_items: int = 500, item_sd: float = 1.0, seed_sd: float = 0.05,
+                      noise_sd: float = 1.0, alpha: float = 0.05, n_resamples: int = 1_000,
+                      method: str = "auto", rng_seed: int = 0) -> dict[str, float]:
+    """Share of verdicts over `n_studies` simulated two-arm studies (absolute effect scale,
+    higher is better) with a true improvement `effect`. Each study draws fresh items, seed offsets
+    and noise and goes through the same estimate/decide code as `analyze`."""
+    from fairtrial.analysis.compare import Comparison, estimate, finish
+
+    rng = np.random.default_rng(rng_seed)
+    counts = {"supported": 0, "refuted": 0, "inconclusive": 0}
+    covered = 0
+    for k in range(n_studies):
+        item = rng.normal(0, item_sd, n_items)
+        x = np.empty((2, n_seeds, n_items))
+        for arm, shift in ((0, 0.0), (1, effect)):
+            x[arm] = (item + shift + rng.normal(0, seed_sd, (n_seeds, 1))
+                      + rng.normal(0, noise_sd, (n_seeds, n_items)))
+        c = Comparison(arm="arm", reference="control", metric="score", eval_set="test",
+                       direction="higher", effect="absolute", min_effect=min_effect)
+        d = estimate(c, x, n_resamples=n_resamples, seed=k, method=method)
+        finish(c, d, 1 - alpha)
+        counts[c.verdict] += 1
+        covered += c.diff_ci[0] <= effect <= c.diff_ci[1]
+    out = {v: n / n_studies for v, n in counts.items()}
+    out["coverage"] = covered / n_studies
+    return out

@@ -190,6 +190,7 @@ class Supervisor:
             if self.stop_requested:
                 summary.interrupted = True
                 self._interrupt_all()
+            summary.failed = [k for k, s in self.state.items() if s == "failed"]
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
@@ -374,7 +375,6 @@ class Supervisor:
             result["error"] = (f"out of memory and the OOM policy has nothing left to try "
                                f"({result['error']})")
         self._fail(key, result["error"], outcome if outcome != "oom" else "oom")
-        summary.failed.append(key)
 
     def _fail(self, key: str, error: str, outcome: str = "failed") -> None:
         self.store.end_attempt(key, outcome, error=error, state="failed")

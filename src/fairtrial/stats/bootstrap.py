@@ -67,10 +67,8 @@ def _seed_weights(rng: np.random.Generator, n: int, s: int) -> np.ndarray:
     """(n, S) counts of each seed in a resample of S seeds drawn with replacement."""
     if s == 1:
         return np.ones((n, 1))
-    idx = rng.integers(0, s, size=(n, s))
-    w = np.zeros((n, s))
-    np.add.at(w, (np.arange(n)[:, None], idx), 1.0)
-    return w
+    idx = rng.integers(0, s, size=(n, s)) + (np.arange(n) * s)[:, None]
+    return np.bincount(idx.ravel(), minlength=n * s).reshape(n, s).astype(np.float64)
 
 
 def two_level(x: np.ndarray, n_resamples: int = N_RESAMPLES, seed: int = SEED,

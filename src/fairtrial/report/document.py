@@ -1,0 +1,257 @@
+"""The report as a list of neutral blocks (headings, paragraphs, tables, images), built once from an
+AnalysisResult and rendered by markdown.py and html.py. Nothing here computes a statistic: it
+formats what the result holds."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from fairtrial.analysis.analyze import describe
+
+
+@dataclass
+class Heading:
+    text: str
+    level: int = 2
+
+
+@dataclass
+class Para:
+    text: str
+    kind: str = ""          # "headline", "partial", "note"
+
+
+@dataclass
+class Table:
+    header: list[str]
+    rows: list[list[str]]
+    classes: list[str] = field(default_factory=list)   # per-row CSS class (e.g. the verdict)
+
+
+@dataclass
+class Image:
+    title: str
+    render: Callable[[], bytes | None]
+
+
+def num(v: Any, digits: int = 4) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "n/a"
+    if isinstance(v, (int,)) and not isinstance(v, bool):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return f"{v:.{digits}g}"
+    return str(v)
+
+
+def pct(v: float) -> str:
+    return "n/a" if v is None or not math.isfinite(v) else f"{v * 100:+.1f}%"
+
+
+def ci(pair, f=num) -> str:
+    lo, hi = pair
+    return f"[{f(lo)}, {f(hi)}]"
+
+
+def p_fmt(p: float) -> str:
+    if p is None or not math.isfinite(p):
+        return "n/a"
+    return f"{p:.2g}" if p >= 0.001 else "<0.001"
+
+
+def build(result) -> list:
+    from fairtrial.report import plots
+
+    doc: list = [Para(result.headline, "headline")]
+    if not result.complete:
+        pr = result.progress
+        counts = ", ".join(f"{k}: {v}" for k, v in pr.items()) if pr else "counts not given"
+        doc.append(Para(f"This study is still running ({counts}). Every number below covers only the "
+                        "runs finished so far and may change.", "partial"))
+    d = result.decision
+    doc.append(Para(
+        f"Endpoint: {result.endpoint['metric']} ({result.endpoint['direction']} is better). Decision "
+        f"rule: {d['effect']} minimum effect {d['min_effect']:g}, alpha {d['alpha']:g}, correction "
+        f"{d['correction']}, compare {d['compare']}. Supported when the corrected interval lies "
+        "entirely beyond the minimum effect; refuted when it lies entirely below it; inconclusive "
+        "otherwise.", "note"))
+
+    # ---- integrity
+    doc.append(Heading("Integrity checks"))
+    if result.findings:
+        doc.append(Table(["severity", "check", "finding"],
+                         [[f.severity, f.code, f.message] for f in result.findings],
+                         [f"sev-{f.severity}" for f in result.findings]))
+    else:
+        doc.append(Para("No findings: same items and seeds for every compared arm, every model "
+                        "beats its baselines, no train/eval overlap reported, configs as declared."))
+
+    # ---- comparisons
+    doc.append(Heading("Comparisons"))
+    if result.comparisons:
+        rel = result.comparisons[0].effect == "relative"
+        rows, cls = [], []
+        for c in result.comparisons:
+            rows.append([c.arm, c.reference, c.eval_set, num(c.n_seeds), num(c.n_items),
+                         num(c.mean_reference), num(c.mean_arm),
+                         num(c.diff), ci(c.diff_ci), pct(c.rel), ci(c.rel_ci, pct),
+                         num(c.effect_size, 3), p_fmt(c.p_value), p_fmt(c.p_adjusted),
+                         p_fmt(c.p_signflip), f"{c.level * 100:.4g}%", c.verdict or "",
+                         c.reason + (f"; to settle: {c.settle_text}" if c.settle_text else "")])
+            cls.append(f"v-{c.verdict}")
+        doc.append(Table(["arm", "reference", "eval set", "seeds", "items", "reference mean",
+                          "arm mean", "improvement", "interval", "relative", "interval",
+                          "effect size (d_z)", "p", "p adjusted", "p sign-flip", "level",
+                          "verdict", "why"], rows, cls))
+        doc.append(Para(
+            "Improvement is in the endpoint's direction (positive = the arm is better). Intervals are "
+            "percentile intervals of a two-level bootstrap (seeds, then items) at the corrected level "
+            f"shown; the verdict is read on the {'relative' if rel else 'absolute'} interval. p: "
+            "bootstrap test of no difference; p sign-flip: items only (models held fixed).", "note"))
+        for c in result.comparisons:
+            if c.dropped_items or c.dropped_seeds:
+                doc.append(Para(f"{c.arm} vs {c.reference} on {c.eval_set}: {c.dropped_items} items "
+                                f"and seeds {c.dropped_seeds} left out (not shared).", "note"))
+        doc.append(Image("Effects with corrected intervals (forest plot)", lambda: plots.forest(result)))
+    else:
+        doc.append(Para("No comparison could be made yet."))
+
+    # ---- arms
+    doc.append(Heading("Arms"))
+    doc.append(Table(["arm", "system", "metric", "eval set", "mean", f"{(1 - d['alpha']) * 100:g}% interval",
+                      "seeds", "items"],
+                     [[s.arm, s.system if s.system == "model" else f"baseline:{s.system}", s.metric,
+                       s.eval_set, num(s.mean), ci(s.ci), num(s.n_seeds), num(s.n_items)]
+                      for s in result.summaries],
+                     ["baseline" if s.system != "model" else "" for s in result.summaries]))
+    doc.append(Image("Endpoint per arm with intervals", lambda: plots.endpoint_per_arm(result)))
+    if result.baselines:
+        doc.append(Heading("Models against their trivial baselines", 3))
+        doc.append(Table(["arm", "baseline", "eval set", "model", "baseline mean", "improvement",
+                          "interval"],
+                         [[c.arm, c.reference, c.eval_set, num(c.mean_arm), num(c.mean_reference),
+                           num(c.diff), ci(c.diff_ci)] for c in result.baselines]))
+
+    if result.secondary:
+        doc.append(Heading("Secondary metrics (reported, not decided)"))
+        doc.append(Table(["metric", "arm", "reference", "eval set", "reference mean", "arm mean",
+                          "improvement", "interval", "relative", "interval"],
+                         [[c.metric, c.arm, c.reference, c.eval_set, num(c.mean_reference),
+                           num(c.mean_arm), num(c.diff), ci(c.diff_ci), pct(c.rel), ci(c.rel_ci, pct)]
+                          for c in result.secondary]))
+
+    if result.cross_eval is not None:
+        doc += _cross_eval(result.cross_eval)
+    if result.scaling is not None:
+        doc += _scaling(result.scaling)
+    if result.decision_tree is not None:
+        doc += _tree(result.decision_tree)
+    if result.pairwise is not None:
+        doc += _pairwise(result.pairwise)
+
+    doc += _provenance(result)
+    return doc
+
+
+def _cross_eval(x) -> list:
+    from fairtrial.report import plots
+
+    out: list = [Heading("Cross-evaluation matrix")]
+    rows = []
+    for a in x.arms:
+        row = [a]
+        for e in x.eval_sets:
+            m = x.means.get(a, {}).get(e)
+            mark = " (own)" if x.own.get(a) == e else ""
+            row.append("" if m is None else f"{num(m)}{mark}")
+        rows.append(row)
+    out.append(Table([f"arm \\ eval set ({x.metric}, {x.direction} is better)", *x.eval_sets], rows))
+    out.append(Image("Change against the control per arm and eval set (own sets outlined)",
+                     lambda: plots.cross_eval_heatmap(x)))
+    if x.gains:
+        out.append(Heading("Specialisation gain (own eval set, against the control)", 3))
+        out.append(Table(["arm", "own eval set", "gain", "interval", "level", "verdict"],
+                         [[c.arm, c.eval_set, pct(c.rel), ci(c.rel_ci, pct), f"{c.level * 100:.4g}%",
+                           c.verdict or ""] for c in x.gains], [f"v-{c.verdict}" for c in x.gains]))
+    if x.off_diagonal:
+        out.append(Heading("Off-diagonal cost (the other eval sets, pooled)", 3))
+        out.append(Table(["arm", "eval sets", "change", "interval"],
+                         [[c.arm, c.eval_set.removeprefix("other sets: "), pct(c.rel), ci(c.rel_ci, pct)]
+                          for c in x.off_diagonal]))
+    return out
+
+
+def _scaling(s) -> list:
+    from fairtrial.report import plots
+
+    out: list = [Heading(f"Data scaling ({s.size_param}" + (f", by {s.group_param})" if s.group_param else ")"))]
+    rows = []
+    for g in s.groups:
+        for p in g.points:
+            rows.append([g.group, p["arm"], num(p["size"]), p["eval_set"], num(p["mean"]), ci(p["ci"])])
+    out.append(Table(["group", "arm", "size", "eval set", "mean", "interval"], rows))
+    changes = [(g, c) for g in s.groups for c in g.change]
+    if changes:
+        out.append(Heading("Change from the smallest to the largest size", 3))
+        out.append(Table(["group", "from", "to", "eval set", "improvement", "interval", "relative",
+                          "interval", "verdict"],
+                         [[g.group, c.reference, c.arm, c.eval_set, num(c.diff), ci(c.diff_ci),
+                           pct(c.rel), ci(c.rel_ci, pct), c.verdict or ""] for g, c in changes],
+                         [f"v-{c.verdict}" for _, c in changes]))
+    fits = [g for g in s.groups if g.fit]
+    if fits:
+        out.append(Table(["group", "fit", "a", "b", "c (asymptote)", "rms residual", "points"],
+                         [[g.group, g.fit["form"], num(g.fit["a"]), num(g.fit["b"]), num(g.fit["c"]),
+                           num(g.fit["residual_rms"]), num(g.fit["n_points"])] for g in fits]))
+    out.append(Image("Learning curves", lambda: plots.learning_curves(s)))
+    return out
+
+
+def _tree(t) -> list:
+    out: list = [Heading("Decision tree over endpoints")]
+    out.append(Para("Targets: " + ", ".join(f"{m} {v:g}" for m, v in t.targets.items())
+                    + ". success = every target met, partial = some, failure = none (point estimates; "
+                    "'uncertain' when the interval straddles the target).", "note"))
+    rows, cls = [], []
+    for r in t.rows:
+        for c in r.checks:
+            op = ">=" if c["direction"] == "higher" else "<="
+            rows.append([r.arm, r.outcome, c["metric"], c["eval_set"], num(c["mean"]), ci(c["ci"]),
+                         f"{op} {c['target']:g}", ("met" if c["met"] else "missed")
+                         + ("" if c["certain"] else " (uncertain)")])
+            cls.append(f"o-{r.outcome}")
+    out.append(Table(["arm", "outcome", "metric", "eval set", "mean", "interval", "target", "status"],
+                     rows, cls))
+    return out
+
+
+def _pairwise(w) -> list:
+    out: list = [Heading("Pairwise judgements (win / tie / loss)")]
+    out.append(Table(["arm", "against", "eval set", "wins", "ties", "losses", "win rate (no ties)",
+                      "interval (bootstrap)", "interval (Wilson, pooled)"],
+                     [[x.arm, x.reference or "", x.eval_set, num(x.wins), num(x.ties), num(x.losses),
+                       num(x.win_rate, 3), ci(x.ci, lambda v: num(v, 3)),
+                       ci(x.wilson_ci, lambda v: num(v, 3))] for x in w]))
+    return out
+
+
+def _provenance(result) -> list:
+    out: list = [Heading("Provenance")]
+    prov = dict(result.provenance)
+    per_arm = prov.pop("per_arm", None)
+    if prov:
+        out.append(Table(["item", "value"],
+                         [[str(k), v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)]
+                          for k, v in prov.items()]))
+    if per_arm:
+        cols = sorted({k for v in per_arm.values() for k in v})
+        out.append(Table(["arm", *cols], [[a, *[num(v.get(c)) for c in cols]] for a, v in per_arm.items()]))
+    if not prov and not per_arm:
+        out.append(Para("No provenance was given."))
+    st = result.settings
+    out.append(Para(f"Analysis: {st.get('interval', '')}; {st.get('n_resamples')} resamples, seed "
+                    f"{st.get('seed')}, item draw {st.get('method')}.", "note"))
+    return out

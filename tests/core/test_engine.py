@@ -1,0 +1,203 @@
+"""The engine as a user meets it: the CLI on real study files, with faults injected."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import calls
+
+
+def status_json(cli) -> dict:
+    p = cli("status", "--json", check=0)
+    return json.loads(p.stdout)["studies"][0]
+
+
+def db_rows(cli, sql: str):
+    con = sqlite3.connect(cli.tmp / "ws" / "fairtrial.db")
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def ends(cli) -> Counter:
+    return Counter((s, k) for s, k, ev in calls(cli.tmp) if ev == "end")
+
+
+def wait_for(pred, timeout=30, every=0.2):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(every)
+    raise AssertionError("condition not met in time")
+
+
+def test_run_then_fully_cached_rerun_calls_nothing(cli, make_study):
+    study = make_study()
+    cli("run", study, check=0)
+    n = len(calls(cli.tmp))
+    assert sorted(Counter(s for s, _ in ends(cli)).items()) == [("score", 4), ("source", 1), ("work", 2)]
+    t0 = time.time()
+    p = cli("run", study, check=0)
+    assert len(calls(cli.tmp)) == n  # zero stage functions called
+    assert "0 run, 7 cached" in p.stdout
+    st = status_json(cli)
+    assert st["totals"] == {"done": 7, "total": 7}
+    assert time.time() - t0 < 10
+
+
+def test_failure_is_recorded_and_other_arms_continue(cli, make_study):
+    study = make_study(better='fail = true\nfail_message = "bad batch in shard 3"')
+    p = cli("run", study, check=1)
+    assert "bad batch in shard 3" in p.stdout
+    st = status_json(cli)
+    cells = {(c["arm"], c["replicate"], c["stage"]): c["state"] for c in st["cells"]}
+    assert cells[("base", 0, "score")] == "done" and cells[("base", 1, "score")] == "done"
+    assert cells[("better", 0, "work")] == "failed"
+    assert cells[("better", 0, "score")] == "pending"  # skipped downstream, never started
+    failed = [r for r in st["runs"].values() if r["state"] == "failed"]
+    assert failed and all(r["error"] == "bad batch in shard 3" for r in failed)
+    # the log holds it too, and `fairtrial logs` finds it by key prefix
+    log = cli("logs", failed[0]["key"][:10], check=0)
+    assert "bad batch in shard 3" in log.stdout
+
+
+def test_transient_failures_retry_with_backoff(cli, make_study):
+    study = make_study(params="transient_failures = 2")
+    cli("run", study, check=0)
+    rows = db_rows(cli, "select stage, attempts, state from stage_runs where stage='work'")
+    assert rows and all(a == 3 and s == "done" for _, a, s in rows)
+    outcomes = [o for (o,) in db_rows(cli, "select outcome from attempts where key in "
+                                           "(select key from stage_runs where stage='work')")]
+    assert Counter(outcomes) == {"transient": 4, "done": 2}
+
+
+def test_oom_policy_halves_micro_batch_and_is_recorded(cli, make_study):
+    study = make_study(params="oom_above = 2")
+    cli("run", study, check=0)
+    rows = db_rows(cli, "select key, effective_params, adjustments from stage_runs where stage='work'")
+    for key, eff, adj in rows:
+        eff, adj = json.loads(eff), json.loads(adj)
+        assert eff["micro_batch"] == 2 and eff["grad_accum"] == 4
+        assert [a["changed"] for a in adj] == [{"micro_batch": [8, 4], "grad_accum": [1, 2]},
+                                               {"micro_batch": [4, 2], "grad_accum": [2, 4]}]
+        manifest = json.loads((cli.tmp / "ws" / "artifacts" / key[:2] / key / "manifest.json").read_text())
+        assert manifest["effective_params"]["micro_batch"] == 2
+        assert manifest["params"]["micro_batch"] == 8
+    st = status_json(cli)
+    assert any(r["adjustments"] for r in st["runs"].values())
+
+
+def test_oom_policy_exhausted_fails_clearly(cli, make_study):
+    study = make_study(params="oom_above = 0")
+    p = cli("run", study, check=1)
+    assert "OOM policy has nothing left" in p.stdout
+
+
+def test_corrupted_artifact_is_detected_and_rerun(cli, make_study):
+    study = make_study()
+    cli("run", study, check=0)
+    st = status_json(cli)
+    key = next(k for k, r in st["runs"].items() if r["stage"] == "score")
+    f = cli.tmp / "ws" / "artifacts" / key[:2] / key / "item_scores.parquet"
+    data = bytearray(f.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    f.write_bytes(bytes(data))
+    before = ends(cli)
+    cli("run", study, check=0)
+    after = ends(cli)
+    assert after - before == Counter({("score", key[:12]): 1})
+    assert (cli.tmp / "ws" / "corrupt").exists()
+
+
+def test_gpu_request_without_gpus_fails_with_advice(cli, make_study):
+    study = make_study(extra="\n[resources.work]\ngpus = 1\n")
+    env_has_gpu = os.environ.get("CUDA_VISIBLE_DEVICES")
+    cli.env["CUDA_VISIBLE_DEVICES"] = ""
+    p = cli("run", study, check=1)
+    assert "asks for 1 GPU(s); this machine has 0" in p.stdout
+    del env_has_gpu
+
+
+def _running_work(cli):
+    p = cli("status", "--json", check=0)
+    studies = json.loads(p.stdout)["studies"]
+    if not studies:
+        return None
+    st = studies[0]
+    for r in st["runs"].values():
+        if r["stage"] == "work" and r["state"] == "running" and (r["progress"] or 0) >= 3:
+            return r
+    return None
+
+
+def test_detach_lock_stop_and_resume(cli, make_study):
+    study = make_study(params="sleep = 4\nsteps = 40")
+    p = cli("run", study, "--detach", check=0)
+    assert "started study in the background" in p.stdout
+    wait_for(lambda: _running_work(cli))
+    # a second run on the same study refuses: it does not touch the store
+    p = cli("run", study, check=3)
+    assert "already running" in p.stderr
+    p = cli("stop", "study", check=0)
+    assert "stopped study" in p.stdout
+    st = status_json(cli)
+    assert st["supervisor"] is None
+    assert not any(r["state"] in ("running", "lost") for r in st["runs"].values())
+    p = cli("stop", check=3)
+    assert "nothing to stop" in p.stderr
+    cli("run", study, check=0)
+    st = status_json(cli)
+    assert st["totals"] == {"done": 7, "total": 7}
+    assert all(v == 1 for v in ends(cli).values())
+
+
+def test_kill_supervisor_then_resume_from_checkpoint(cli, make_study):
+    study = make_study(params="sleep = 4\nsteps = 40")
+    cli("run", study, "--detach", check=0)
+    running = wait_for(lambda: _running_work(cli))
+    sup = json.loads((cli.tmp / "ws" / "studies" / "study" / "supervisor.json").read_text())
+    os.kill(sup["pid"], signal.SIGKILL)
+    # the orphaned worker notices its parent is gone and ends; status then says `lost`
+    st = wait_for(lambda: (lambda s: s if s["runs"][running["key"]]["state"] == "lost" else None)(
+        status_json(cli)), timeout=20)
+    assert st["supervisor"] is None
+    cli("run", study, check=0)
+    st = status_json(cli)
+    assert st["totals"] == {"done": 7, "total": 7}
+    # every stage run finished exactly once, and there is exactly one record per key
+    assert all(v == 1 for v in ends(cli).values()) and len(ends(cli)) == 7
+    assert db_rows(cli, "select count(*), count(distinct key) from stage_runs")[0] == (7, 7)
+    key = running["key"]
+    m = json.loads((cli.tmp / "ws" / "artifacts" / key[:2] / key / "manifest.json").read_text())
+    assert m["summary"]["resumed"] >= 1  # resumed from its checkpoint, not restarted
+    outcomes = [o for (o,) in db_rows(cli, f"select outcome from attempts where key='{key}'")]
+    assert outcomes == ["lost", "done"]
+
+
+def test_kill_worker_mid_stage_resumes(cli, make_study):
+    study = make_study(params="sleep = 4\nsteps = 40")
+    exe = Path(sys.executable).parent / "fairtrial"
+    proc = subprocess.Popen([str(exe), "run", str(study), "--quiet"], cwd=cli.tmp, env=cli.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    running = wait_for(lambda: _running_work(cli))
+    (pid,) = db_rows(cli, f"select pid from stage_runs where key='{running['key']}'")[0]
+    os.kill(pid, signal.SIGKILL)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    assert "lost" in out
+    assert all(v == 1 for v in ends(cli).values()) and len(ends(cli)) == 7
+    outcomes = [o for (o,) in db_rows(cli, f"select outcome from attempts where key='{running['key']}'")]
+    assert outcomes == ["lost", "done"]
