@@ -34,7 +34,7 @@ def ends(cli) -> Counter:
     return Counter((s, k) for s, k, ev in calls(cli.tmp) if ev == "end")
 
 
-def wait_for(pred, timeout=30, every=0.2):
+def wait_for(pred, timeout=60, every=0.2):
     deadline = time.time() + timeout
     while time.time() < deadline:
         v = pred()
@@ -172,7 +172,7 @@ def test_kill_supervisor_then_resume_from_checkpoint(cli, make_study):
     os.kill(sup["pid"], signal.SIGKILL)
     # the orphaned worker notices its parent is gone and ends; status then says `lost`
     st = wait_for(lambda: (lambda s: s if s["runs"][running["key"]]["state"] == "lost" else None)(
-        status_json(cli)), timeout=20)
+        status_json(cli)), timeout=60)
     assert st["supervisor"] is None
     cli("run", study, check=0)
     st = status_json(cli)
