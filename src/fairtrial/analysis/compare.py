@@ -79,8 +79,9 @@ def _rel(sign: float, arm, ref):
 
 
 def estimate(c: Comparison, x: np.ndarray, n_resamples: int = N_RESAMPLES, seed: int = SEED,
-             method: str = "auto") -> _Draws:
-    """Fill the point estimates and p-values of `c` from x (2, S, N) = (reference, arm)."""
+             method: str = "auto", signflip: bool = True) -> _Draws:
+    """Fill the point estimates and p-values of `c` from x (2, S, N) = (reference, arm).
+    `signflip=False` skips the sign-flip p-value (simulations that only need verdicts)."""
     sign = 1.0 if c.direction == "higher" else -1.0
     _, s, n = x.shape
     c.n_seeds, c.n_items = s, n
@@ -94,7 +95,8 @@ def estimate(c: Comparison, x: np.ndarray, n_resamples: int = N_RESAMPLES, seed:
     c.effect_size = float(per_item.mean() / sd) if sd and sd > 0 else math.nan
     draws = _Draws(x=x, ref=d.means[:, 0], arm=d.means[:, 1], sign=sign)
     c.p_value = bootstrap_p_value(decision_draws(draws, c.effect), c.estimate)
-    c.p_signflip = sign_flip_p(per_item, n_resamples=n_resamples, seed=seed) if n else math.nan
+    if signflip and n:
+        c.p_signflip = sign_flip_p(per_item, n_resamples=n_resamples, seed=seed)
     return draws
 
 

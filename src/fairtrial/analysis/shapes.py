@@ -152,7 +152,15 @@ def scaling(design: StudyDesign, summaries: list[ArmSummary],
             ys = [p["mean"] for p in pts if p["eval_set"] == e]
             if len(set(xs)) >= 3:
                 try:
-                    grp.fit = {**fit_power_law(xs, ys).to_dict(), "eval_set": e}
+                    fit = fit_power_law(xs, ys)
+                    notes = []
+                    if fit.n_points == 3:
+                        notes.append("3 sizes, 3 parameters: the curve passes through the points "
+                                     "and does not test the power-law form")
+                    if fit.b < 0.01:
+                        notes.append("b is near 0: no sign of flattening, the change is about "
+                                     "linear in log size over this range")
+                    grp.fit = {**fit.to_dict(), "eval_set": e, "note": "; ".join(notes)}
                 except ValueError as err:
                     grp.fit_error = str(err)
                 break
@@ -228,6 +236,8 @@ def win_tie_loss(df: pd.DataFrame, design: StudyDesign, level: float, n_resample
     out = []
     rows = df[(df["metric"] == metric) & (df["system"] == MODEL)]
     for arm in design.arms:
+        if arm == ref:          # the judge compared the others with it, not with itself
+            continue
         for eval_set in sorted(set(rows.loc[rows["arm"] == arm, "eval_set"])):
             p = pair([series(df, arm, metric, eval_set)])
             v = p.x[0]

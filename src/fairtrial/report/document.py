@@ -62,6 +62,15 @@ def p_fmt(p: float) -> str:
     return f"{p:.2g}" if p >= 0.001 else "<0.001"
 
 
+def _left_out(c) -> str:
+    parts = []
+    if c.dropped_items:
+        parts.append(f"{c.dropped_items} items")
+    if c.dropped_seeds:
+        parts.append(f"seeds {c.dropped_seeds}")
+    return ", ".join(parts) or "none"
+
+
 def build(result) -> list:
     from fairtrial.report import plots
 
@@ -93,40 +102,56 @@ def build(result) -> list:
     doc.append(Heading("Comparisons"))
     if result.comparisons:
         rel = result.comparisons[0].effect == "relative"
-        rows, cls = [], []
-        for c in result.comparisons:
-            rows.append([c.arm, c.reference, c.eval_set, num(c.n_seeds), num(c.n_items),
-                         num(c.mean_reference), num(c.mean_arm),
-                         num(c.diff), ci(c.diff_ci), pct(c.rel), ci(c.rel_ci, pct),
-                         num(c.effect_size, 3), p_fmt(c.p_value), p_fmt(c.p_adjusted),
-                         p_fmt(c.p_signflip), f"{c.level * 100:.4g}%", c.verdict or "",
-                         c.reason + (f"; to settle: {c.settle_text}" if c.settle_text else "")])
-            cls.append(f"v-{c.verdict}")
-        doc.append(Table(["arm", "reference", "eval set", "seeds", "items", "reference mean",
-                          "arm mean", "improvement", "interval", "relative", "interval",
-                          "effect size (d_z)", "p", "p adjusted", "p sign-flip", "level",
-                          "verdict", "why"], rows, cls))
+        eff = pct if rel else num
+        doc.append(Table(["arm", "reference", "eval set", "seeds x items", "reference mean",
+                          "arm mean", "relative improvement" if rel else "improvement",
+                          "interval", "level", "verdict", "why"],
+                         [[c.arm, c.reference, c.eval_set, f"{c.n_seeds} x {c.n_items:,}",
+                           num(c.mean_reference), num(c.mean_arm), eff(c.estimate),
+                           ci(c.interval, eff), f"{c.level * 100:.4g}%", c.verdict or "",
+                           c.reason + (f"; to settle: {c.settle_text}" if c.settle_text else "")]
+                          for c in result.comparisons],
+                         [f"v-{c.verdict}" for c in result.comparisons]))
         doc.append(Para(
             "Improvement is in the endpoint's direction (positive = the arm is better). Intervals are "
             "percentile intervals of a two-level bootstrap (seeds, then items) at the corrected level "
-            f"shown; the verdict is read on the {'relative' if rel else 'absolute'} interval. p: "
-            "bootstrap test of no difference; p sign-flip: items only (models held fixed).", "note"))
-        for c in result.comparisons:
-            if c.dropped_items or c.dropped_seeds:
-                doc.append(Para(f"{c.arm} vs {c.reference} on {c.eval_set}: {c.dropped_items} items "
-                                f"and seeds {c.dropped_seeds} left out (not shared).", "note"))
+            f"shown; the verdict is read on the {'relative' if rel else 'absolute'} interval.", "note"))
+        doc.append(Heading("Details", 3))
+        doc.append(Table(["arm", "eval set", "improvement", "interval", "relative", "interval",
+                          "effect size (d_z)", "p", "p adjusted", "p sign-flip", "left out"],
+                         [[c.arm, c.eval_set, num(c.diff), ci(c.diff_ci), pct(c.rel), ci(c.rel_ci, pct),
+                           num(c.effect_size, 3), p_fmt(c.p_value), p_fmt(c.p_adjusted),
+                           p_fmt(c.p_signflip), _left_out(c)] for c in result.comparisons]))
+        doc.append(Para(
+            f"p: two-level bootstrap test of no difference; p adjusted: {d['correction']}; p sign-flip: "
+            "item-level sign-flip test (treats the trained models as fixed, so it ignores seed "
+            "variance). d_z: mean over sd of the per-item improvements. Left out: items or seeds "
+            "not shared by both arms.", "note"))
         doc.append(Image("Effects with corrected intervals (forest plot)", lambda: plots.forest(result)))
     else:
         doc.append(Para("No comparison could be made yet."))
 
-    # ---- arms
+    # ---- arms: one table per metric, arms (and baselines) x eval sets
     doc.append(Heading("Arms"))
-    doc.append(Table(["arm", "system", "metric", "eval set", "mean", f"{(1 - d['alpha']) * 100:g}% interval",
-                      "seeds", "items"],
-                     [[s.arm, s.system if s.system == "model" else f"baseline:{s.system}", s.metric,
-                       s.eval_set, num(s.mean), ci(s.ci), num(s.n_seeds), num(s.n_items)]
-                      for s in result.summaries],
-                     ["baseline" if s.system != "model" else "" for s in result.summaries]))
+    for metric in dict.fromkeys(s.metric for s in result.summaries):
+        rows_m = [s for s in result.summaries if s.metric == metric]
+        sets = list(dict.fromkeys(s.eval_set for s in rows_m))
+        series = list(dict.fromkeys((s.arm, s.system) for s in rows_m))
+        cell = {(s.arm, s.system, s.eval_set): s for s in rows_m}
+        sizes = sorted({(s.n_seeds, s.n_items) for s in rows_m})
+        table_rows = []
+        for arm, system in series:
+            row = [arm if system == "model" else f"{arm} / baseline:{system}"]
+            for e in sets:
+                x = cell.get((arm, system, e))
+                row.append("" if x is None else f"{num(x.mean)} {ci(x.ci)}"
+                           + ("" if len(sizes) == 1 else f" ({x.n_seeds}x{x.n_items})"))
+            table_rows.append(row)
+        doc.append(Heading(f"{metric}: mean and {(1 - d['alpha']) * 100:g}% interval", 3))
+        doc.append(Table(["arm", *sets], table_rows,
+                         ["baseline" if sy != "model" else "" for _, sy in series]))
+        if len(sizes) == 1:
+            doc.append(Para(f"{sizes[0][0]} seeds x {sizes[0][1]:,} items per cell.", "note"))
     doc.append(Image("Endpoint per arm with intervals", lambda: plots.endpoint_per_arm(result)))
     if result.baselines:
         doc.append(Heading("Models against their trivial baselines", 3))
@@ -203,9 +228,11 @@ def _scaling(s) -> list:
                          [f"v-{c.verdict}" for _, c in changes]))
     fits = [g for g in s.groups if g.fit]
     if fits:
-        out.append(Table(["group", "fit", "a", "b", "c (asymptote)", "rms residual", "points"],
+        out.append(Heading("Learning-curve fit", 3))
+        out.append(Table(["group", "fit", "a", "b", "c (asymptote)", "rms residual", "points", "note"],
                          [[g.group, g.fit["form"], num(g.fit["a"]), num(g.fit["b"]), num(g.fit["c"]),
-                           num(g.fit["residual_rms"]), num(g.fit["n_points"])] for g in fits]))
+                           num(g.fit["residual_rms"]), num(g.fit["n_points"]), g.fit.get("note", "")]
+                          for g in fits]))
     out.append(Image("Learning curves", lambda: plots.learning_curves(s)))
     return out
 

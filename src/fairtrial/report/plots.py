@@ -99,9 +99,12 @@ def cross_eval_heatmap(cross) -> bytes | None:
                    vmin=-lim if use_rel else None, vmax=lim if use_rel else None)
     for i in range(grid.shape[0]):
         for j in range(grid.shape[1]):
-            if np.isfinite(grid[i, j]):
-                ax.text(j, i, f"{grid[i, j]:+.1f}%" if use_rel else f"{grid[i, j]:.3g}",
-                        ha="center", va="center", fontsize=8)
+            v = grid[i, j]
+            if np.isfinite(v):
+                label = (f"{v:+.1f}%" if abs(v) >= 0.05 else "0.0%") if use_rel else f"{v:.3g}"
+                dark = use_rel and abs(v) > 0.6 * lim     # white text on the saturated cells
+                ax.text(j, i, label, ha="center", va="center", fontsize=8,
+                        color="white" if dark else "black")
             if cross.own.get(cross.arms[i]) == cross.eval_sets[j]:
                 ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, lw=2, color="black"))
     ax.set_xticks(range(len(cross.eval_sets)), cross.eval_sets, fontsize=8)

@@ -72,8 +72,9 @@ def _seed_weights(rng: np.random.Generator, n: int, s: int) -> np.ndarray:
 
 
 def two_level(x: np.ndarray, n_resamples: int = N_RESAMPLES, seed: int = SEED,
-              method: Method = "auto") -> Draws:
-    """Bootstrap draws of the means of x (K, S, N), resampling seeds and then items (crossed)."""
+              method: Method = "auto", seed_correction: bool = True) -> Draws:
+    """Bootstrap draws of the means of x (K, S, N), resampling seeds and then items (crossed).
+    `seed_correction` rescales the seed level to the ddof=1 variance (see the comment inside)."""
     x = _check(x)
     k, s, n = x.shape
     if n_resamples < 1:
@@ -85,6 +86,13 @@ def two_level(x: np.ndarray, n_resamples: int = N_RESAMPLES, seed: int = SEED,
     rng = np.random.default_rng(seed)
     flat = x.reshape(k * s, n)
     w = _seed_weights(rng, n_resamples, s) / s                        # (B, S)
+    if s > 1 and seed_correction:
+        # Small-sample correction of the seed level: a plain bootstrap of S seeds has the variance
+        # of the ddof=0 estimate, (S-1)/S of the usual one (2/3 with 3 seeds), so intervals are too
+        # narrow exactly where seeds are few. Stretching the seed weights about 1/S by
+        # sqrt(S/(S-1)) restores the ddof=1 variance of the seed part; the mean is unchanged and a
+        # weight may dip slightly below 0, harmless for a weighted mean.
+        w = 1.0 / s + np.sqrt(s / (s - 1)) * (w - 1.0 / s)
 
     if method == "exact":
         item_means = np.empty((n_resamples, k * s))
@@ -107,6 +115,9 @@ def two_level(x: np.ndarray, n_resamples: int = N_RESAMPLES, seed: int = SEED,
         item_means = mu + (z @ root.T) / np.sqrt(n)
 
     means = np.einsum("bks,bs->bk", item_means.reshape(n_resamples, k, s), w)
+    # A mean cannot leave the range of its data; the normal item draw and the stretched seed
+    # weights can overshoot it slightly (e.g. an accuracy of 1.006), so clip to the range.
+    means = np.clip(means, x.min(axis=(1, 2)), x.max(axis=(1, 2)))
     point = x.mean(axis=(1, 2))
     return Draws(means=means, point=point, method=method)
 
