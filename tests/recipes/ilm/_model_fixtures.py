@@ -13,6 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+
+# One thread: the tiny models gain nothing from more, and the test machine's two cores are shared;
+# an oversubscribed OpenMP pool makes these tests tens of times slower.
+torch.set_num_threads(1)
 
 from fairtrial.recipes.ilm.tokenizer import BLANK_TOKENS, END_INFILL, EOS, START_INFILL
 

@@ -23,7 +23,7 @@ from fairtrial.scores import REQUIRED  # noqa: E402
 
 def _ctx(tmp_path, params, inputs, **kw):
     out = tmp_path / "out"
-    out.mkdir(exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     return FakeContext(params=params, out=out, inputs=inputs, checkpoint_dir=tmp_path / "ck", **kw)
 
 

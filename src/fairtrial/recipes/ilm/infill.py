@@ -96,10 +96,12 @@ def infill_with_answers(model_dir: str | Path, text_with_blanks: str, *,
         def __call__(self, input_ids, scores, **kwargs):
             return (input_ids[:, len(prompt):] == end_id).sum(dim=1) >= n_blanks
 
+    # an answer is plain text: blanks and <|start_infill|> inside one would make no sense
+    banned = [[ids[k]] for k in BLANK_TOKENS] + [[ids["start_infill"]]]
     x = torch.tensor([prompt], device=device)
     sample = temperature > 0
     gen_kwargs = dict(do_sample=sample, max_new_tokens=max_new, num_return_sequences=n,
-                      eos_token_id=ids["eos"], pad_token_id=ids["eos"],
+                      eos_token_id=ids["eos"], pad_token_id=ids["eos"], bad_words_ids=banned,
                       stopping_criteria=StoppingCriteriaList([AllBlanksAnswered()]),
                       attention_mask=torch.ones_like(x))
     if sample:
