@@ -28,7 +28,7 @@ from fairtrial.errors import Refused, UserError
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Run comparative ML training studies and turn them into honest verdicts.")
 # not a terminal (a pipe, a log file, CI): no wrapping, so every message stays on one line
-console = Console(soft_wrap=not sys.stdout.isatty())
+console = Console(soft_wrap=not sys.stdout.isatty(), width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, soft_wrap=not sys.stderr.isatty())
 
 WorkspaceOpt = typer.Option(None, "--workspace", "-w", envvar="FAIRTRIAL_WORKSPACE",
@@ -317,24 +317,29 @@ STATE_STYLE = {"done": "green", "cached": "cyan", "running": "blue", "pending": 
 
 
 def _status_view(statuses, every: bool):
+    """One table per study: arm x seed rows, a short state per stage; details listed below."""
     from rich.console import Group
 
     parts = []
     for st in statuses:
         sup = st.supervisor
-        head = f"[bold]{st.study}[/]  " + "  ".join(
+        head = f"[bold]{escape(st.study)}[/]  " + "  ".join(
             f"[{STATE_STYLE.get(k, 'white')}]{k} {v}[/]" for k, v in sorted(st.totals.items())
             if k != "total") + f"  (of {st.totals.get('total', 0)} stage runs)"
-        head += f"   ETA {_fmt_s(st.eta_s)}" if st.eta_s else ""
+        if st.eta_s:
+            head += f"   ETA {_fmt_s(st.eta_s)}"
         head += f"   supervisor pid {sup['pid']}" if sup else "   no supervisor running"
         parts.append(head)
         stages = st.stages or sorted({c.stage for c in st.cells})
-        t = Table("arm", "seed", *stages)
+        t = Table("arm", "seed", *stages, caption="* shared by several arms/seeds; "
+                  "+ trained with an OOM back-off")
         grid: dict[tuple, dict] = {}
         for c in st.cells:
             grid.setdefault((c.arm, c.replicate), {})[c.stage] = c
+        hidden = 0
         for (arm, rep), row in grid.items():
-            if not every and all(row[s].state in ("done", "cached") for s in row) and len(grid) > 20:
+            if not every and len(grid) > 30 and all(row[s].state in ("done", "cached") for s in row):
+                hidden += 1
                 continue
             cells = []
             for s in stages:
@@ -346,17 +351,24 @@ def _status_view(statuses, every: bool):
                 txt = f"[{STATE_STYLE.get(r.state, 'white')}]{r.state}[/]"
                 if r.state == "running" and r.progress_total:
                     txt += f" {100 * (r.progress or 0) / r.progress_total:.0f}%"
-                    if r.eta_s is not None:
-                        txt += f" ETA {_fmt_s(r.eta_s)}"
-                if r.state == "failed" and r.error:
-                    txt += f": {r.error[:60]}"
-                if r.adjustments:
-                    txt += " [yellow](OOM back-off)[/]"
-                if r.shared:
-                    txt += " [dim]shared[/]"
+                txt += ("*" if r.shared else "") + ("+" if r.adjustments else "")
                 cells.append(txt)
-            t.add_row(arm, str(rep), *cells)
+            t.add_row(escape(arm), str(rep), *cells)
         parts.append(t)
+        if hidden:
+            parts.append(f"({hidden} finished arm x seed rows hidden; --all shows them)")
+        for r in st.runs.values():
+            who = ", ".join(r.arms[:3]) + (f" +{len(r.arms) - 3}" if len(r.arms) > 3 else "")
+            if r.state == "running":
+                rate = f", {r.rate:.2f} {r.unit or 'it'}/s" if r.rate else ""
+                prog = (f"{r.progress:.0f}/{r.progress_total:.0f} {r.unit or ''}"
+                        if r.progress_total else "started")
+                parts.append(f"  [blue]running[/] {r.stage} {escape('[' + who + ']')} {r.key[:12]}: {prog}{rate}"
+                             f"{', ETA ' + _fmt_s(r.eta_s) if r.eta_s is not None else ''}"
+                             f"{' - ' + escape(r.message) if r.message else ''}")
+            elif r.state in ("failed", "lost"):
+                parts.append(f"  [{STATE_STYLE[r.state]}]{r.state}[/] {r.stage} {escape('[' + who + ']')} "
+                             f"{r.key[:12]}: {escape(r.error or '')}  (fairtrial logs {r.key[:12]})")
     return Group(*parts)
 
 
@@ -443,6 +455,89 @@ def _find_key(ref: str, study: Optional[str], ws, store) -> str:
     if len(matches) > 1:
         raise UserError(f"{ref} is ambiguous: {len(matches)} stage runs match; give more characters")
     return matches[0]
+
+
+# ---------------------------------------------------------------- data
+data_app = typer.Typer(help="The public data sets the recipes use: list and fetch them.",
+                       no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("list")
+def data_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    """List the known data sets and where each is found on this machine."""
+    from fairtrial.data import list_datasets
+
+    rows = list_datasets()
+    if as_json:
+        _emit_json(rows)
+        return
+    t = Table("name", "files", "size", "licence", "found at")
+    for r in rows:
+        t.add_row(r["name"], str(r["n_files"]), f"{r['bytes'] / 1e6:.1f} MB", r["licence"],
+                  r["location"] or "[yellow]not here[/] (fairtrial data fetch " + r["name"] + ")")
+    console.print(t)
+
+
+@data_app.command("fetch")
+def data_fetch(name: str = typer.Argument(..., help="A data set name (see `fairtrial data list`)."),
+               dest: Optional[Path] = typer.Option(None, help="Folder to put it in."),
+               as_json: bool = typer.Option(False, "--json")) -> None:
+    """Download a data set from its upstream addresses and verify every file's sha256."""
+    from fairtrial.data import fetch
+
+    def progress(k: int, n: int, path: str) -> None:
+        if not as_json:
+            console.print(f"  [{k}/{n}] {path} verified", highlight=False)
+
+    folder = fetch(name, dest, progress=progress)
+    if as_json:
+        _emit_json({"name": name, "path": str(folder)})
+    else:
+        console.print(f"{name}: {folder}")
+
+
+# ---------------------------------------------------------------- infill
+@app.command()
+def infill(model_run: str = typer.Argument(..., help="A train stage-run key (prefix), "
+                                                     "arm/seed/train with --study, or a model folder."),
+           text: str = typer.Argument(..., help='Text with blanks: "She _ to school every _ ." '
+                                                "(_ = word; [ngram], [sentence] typed blanks)."),
+           study: Optional[str] = typer.Option(None, "--study", "-s"),
+           workspace: Optional[Path] = WorkspaceOpt,
+           n: int = typer.Option(1, "-n", help="How many samples."),
+           temperature: float = typer.Option(0.8, help="0 = greedy."),
+           top_p: float = typer.Option(0.95), top_k: int = typer.Option(0),
+           max_new_tokens: int = typer.Option(64), seed: int = typer.Option(0),
+           device: str = typer.Option("cpu"),
+           as_json: bool = typer.Option(False, "--json")) -> None:
+    """Fill the blanks of a text with a trained infilling model (recipe ilm)."""
+    from fairtrial.recipes.ilm.infill import infill_with_answers, resolve_model_dir
+
+    p = Path(model_run)
+    if p.exists():
+        folder = p
+    else:
+        ws = _ws(workspace)
+        store = _store(ws)
+        key = _find_key(model_run, study, ws, store)
+        from fairtrial.store import artifacts
+
+        if not artifacts.verify(ws, key).ok:
+            raise UserError(f"stage run {key[:12]} has no verified artifact (is it done?)")
+        folder = ws.artifact(key)
+    if not (resolve_model_dir(folder) / "config.json").exists():
+        raise UserError(f"{folder} holds no model (give a train stage run of recipe ilm)")
+    try:
+        out = infill_with_answers(folder, text, temperature=temperature, top_k=top_k, top_p=top_p,
+                                  max_new_tokens=max_new_tokens, seed=seed, n=n, device=device)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if as_json:
+        _emit_json([{"text": t, "answers": a} for t, a in out])
+        return
+    for t, a in out:
+        console.print(t, highlight=False, markup=False)
 
 
 # ---------------------------------------------------------------- recipes

@@ -219,6 +219,9 @@ class Supervisor:
             if rec.get("state") == "running":
                 # its supervisor is gone (we hold the lock): the run is lost; resume it
                 self.store.end_attempt(key, "lost", error="process lost; resumed", state="pending")
+            elif rec.get("state") in ("failed", "interrupted"):
+                # this run tries it again: until it starts, it is pending, not failed
+                self.store.update_run(key, state="pending")
             self.state[key] = "waiting"
             self.effective[key] = dict(rec.get("effective_params") or node.params) \
                 if rec.get("adjustments") else dict(node.params)
@@ -297,7 +300,7 @@ class Supervisor:
         parent, child = self.ctx.Pipe()
         from fairtrial.engine.worker import worker_main
 
-        proc = self.ctx.Process(target=worker_main, daemon=True,
+        proc = self.ctx.Process(target=worker_main, daemon=False,  # stages may start their own pools
                                 args=(child, env, str(self.ws.root), self.store.url, os.getpid()))
         proc.start()
         child.close()
