@@ -59,6 +59,7 @@ def test_train_stage_writes_a_loadable_model_with_its_config(trained):
     # progress was reported per step, with tokens per second in the message
     assert trained.progress_calls[-1][:3] == (60, 60, "step")
     assert re.search(r"[\d,]+ tok/s", trained.progress_calls[-1][3])
+    assert trained.heartbeats > 0  # validation batches say they are alive
     # the tiny model learnt something: last losses well below the first
     losses = [r["loss"] for r in log if r["kind"] == "step"]
     assert sum(losses[-5:]) < 0.7 * sum(losses[:5])

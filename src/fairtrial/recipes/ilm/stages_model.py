@@ -113,7 +113,7 @@ def train_stage(ctx) -> dict[str, Any]:
     try:
         result = train(model, train_set, valid_set, tp, ids=ids, seed=seed, device=ctx.device,
                        checkpoint_dir=Path(ctx.checkpoint_dir), resolved=resolved,
-                       progress=ctx.progress, log=ctx.log)
+                       progress=ctx.progress, log=ctx.log, heartbeat=ctx.heartbeat)
     except ValueError as e:
         raise StageError(str(e)) from None
 

@@ -204,7 +204,7 @@ def lr_factor(step: int, total: int, params: TrainParams) -> float:
 
 
 def validate(model, data, ids: dict[str, int], params: TrainParams, device: str,
-             autocast) -> dict[str, float]:
+             autocast, heartbeat: Callable[[], None] | None = None) -> dict[str, float]:
     """Mean training objective and mean infill NLL (text + end tokens) on the valid examples."""
     import torch
 
@@ -227,6 +227,8 @@ def validate(model, data, ids: dict[str, int], params: TrainParams, device: str,
             sum_w += float(w.sum())
             sum_inf += float(nll[infill].sum())
             n_inf += float(infill.sum())
+            if heartbeat is not None:
+                heartbeat()
     model.train(was_training)
     return {"valid_loss": sum_wl / max(sum_w, 1e-12),
             "valid_infill_loss": sum_inf / max(n_inf, 1.0)}
@@ -277,6 +279,7 @@ def train(model, train_data, valid_data, params: TrainParams, *, ids: dict[str, 
           device: str = "cpu", checkpoint_dir: Path | None = None,
           resolved: dict[str, Any] | None = None,
           progress: Callable[..., None] | None = None, log=None,
+          heartbeat: Callable[[], None] | None = None,
           max_len: int | None = None) -> dict[str, Any]:
     """Train `model` in place on `train_data` (a sequence of token-id arrays with `.lengths()` or
     plain len()), resuming from `checkpoint_dir/last.pt` when it exists. Leaves the selected
@@ -326,7 +329,8 @@ def train(model, train_data, valid_data, params: TrainParams, *, ids: dict[str, 
     # --- resume -----------------------------------------------------------------------------
     last = checkpoint_dir / "last.pt" if checkpoint_dir else None
     if last is not None and last.exists():
-        ck = torch.load(last, map_location=device, weights_only=False)
+        # to the CPU: RNG states must stay CPU tensors; load_state_dict moves the rest
+        ck = torch.load(last, map_location="cpu", weights_only=False)
         if ck["batch"] != batch or ck["total"] != total:
             raise ValueError(f"checkpoint {last} was made with an effective batch of "
                              f"{ck['batch']} and {ck['total']} steps, this run has {batch} and "
@@ -352,7 +356,8 @@ def train(model, train_data, valid_data, params: TrainParams, *, ids: dict[str, 
 
     def evaluate_now() -> None:
         nonlocal best
-        result = {"step": step, **validate(model, valid_data, ids, params, device, autocast)}
+        result = {"step": step, **validate(model, valid_data, ids, params, device, autocast,
+                                           heartbeat)}
         evals.append(result)
         if log:
             log.info("step %d: valid loss %.4f, valid infill loss %.4f", step,
@@ -419,7 +424,7 @@ def train(model, train_data, valid_data, params: TrainParams, *, ids: dict[str, 
         if "state" in best:
             model.load_state_dict(best.pop("state"))
         else:
-            model.load_state_dict(torch.load(checkpoint_dir / "best.pt", map_location=device,
+            model.load_state_dict(torch.load(checkpoint_dir / "best.pt", map_location="cpu",
                                              weights_only=False)["model"])
     best = {k: v for k, v in (best or {}).items() if k != "state"}
     return {"history": history, "evals": evals, "best": best, "steps": step, "total": total,
