@@ -145,3 +145,35 @@ def test_infill_errors(trained, tmp_path):
         infill(trained.out, "nothing to fill")
     with pytest.raises(ValueError, match="does not exist"):
         infill(tmp_path / "missing", "She _ .")
+
+
+def test_train_stage_resumes_from_its_checkpoint_dir(world, tmp_path):
+    """Kill the stage mid-run (the progress call raises), run it again with the same
+    checkpoint_dir: it continues from the checkpoint and ends with the straight run's losses."""
+    params = {"model": {"n_layer": 1, "n_embd": 16, "n_head": 2, "n_positions": 64,
+                        "dropout": 0.1},
+              "train": {"steps": 8, "micro_batch": 16, "checkpoint_every": 4, "eval_every": 0}}
+    inputs = {"examples": world.examples_dir, "tokenizer": world.tokenizer_dir}
+
+    def losses(ctx):
+        rows = [json.loads(x) for x in (ctx.out / "train_log.jsonl").read_text().splitlines()]
+        return [r["loss"] for r in rows if r["kind"] == "step"]
+
+    straight = _ctx(tmp_path / "a", params, inputs, seed=3)
+    train_stage(straight)
+
+    class Killed(Exception):
+        pass
+
+    killed = _ctx(tmp_path / "b", params, inputs, seed=3)
+
+    def die_at_5(done, total=None, unit="it", message=""):
+        if done == 5:
+            raise Killed
+    killed.progress = die_at_5
+    with pytest.raises(Killed):
+        train_stage(killed)
+    again = _ctx(tmp_path / "b", params, inputs, seed=3)
+    train_stage(again)
+    assert again.progress_calls[0][0] == 5  # resumed after the step-4 checkpoint
+    assert losses(again) == pytest.approx(losses(straight), abs=1e-6)
