@@ -14,6 +14,9 @@ surrounding whitespace, in order and non-overlapping; the plain functions return
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
+
+import numpy as np
 
 # A blank line separates paragraphs when the text has one; otherwise every line is a paragraph
 # (OneStopEnglish and most essay corpora write one paragraph per line).
@@ -61,11 +64,17 @@ def paragraph_spans(text: str) -> list[tuple[int, int]]:
     return out
 
 
-def _is_abbreviation(text: str, stop: int) -> bool:
-    """Whether the full stop at `stop` ends an abbreviation or an initial rather than a sentence."""
+def _is_abbreviation(text: str, stop: int, start: int = 0) -> bool:
+    """Whether the full stop at `stop` ends an abbreviation or an initial rather than a sentence.
+    `start` is where the document begins in `text` (batch_spans joins many documents)."""
     if text[stop] != ".":
         return False
-    m = _WORD_BEFORE.search(text, 0, stop)
+    # look back a short window first: searching from `start` makes the regex try every position
+    # of the document; a run reaching the window's edge is looked up again in full
+    lo = max(start, stop - 48)
+    m = _WORD_BEFORE.search(text, lo, stop)
+    if m and m.start() == lo and lo > start:
+        m = _WORD_BEFORE.search(text, start, stop)
     if not m:
         return False
     word = m.group(1).rstrip(".").lower()
@@ -99,6 +108,71 @@ def word_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[
     """Words (letters/digits with inner hyphens or apostrophes) and punctuation runs."""
     end = len(text) if end is None else end
     return [m.span() for m in _WORD.finditer(text, start, end)]
+
+
+# Every character for which str.isspace() is true lies below U+3001.
+_SPACE_TABLE = np.array([chr(c).isspace() for c in range(0x3001)], bool)
+
+
+def _is_space(codes: np.ndarray) -> np.ndarray:
+    return (codes <= 0x3000) & _SPACE_TABLE[np.minimum(codes, 0x3000)]
+
+
+def batch_spans(texts: list[str]) -> dict[str, np.ndarray]:
+    """Paragraphs, sentences and words of many documents at once, for speed (ILM example building
+    splits ~600,000 documents; one regex pass over the joined batch replaces thousands of small
+    calls, and trimming is done in numpy).
+
+    The texts are joined with "\n" (no span crosses a newline, and the sentence rules are applied
+    per document), and offsets are into that joined text: document d starts at `base[d]`.
+    Returns int64 arrays: base (D,), para (P, 2), sent (S, 2), word (W, 2), each sorted by start,
+    with the same spans as paragraph_spans / sentence_spans / word_spans of each text (tested).
+    """
+    lens = np.fromiter(map(len, texts), np.int64, len(texts))
+    base = np.zeros(len(texts), np.int64)
+    np.cumsum(lens[:-1] + 1, out=base[1:])
+    joined = "\n".join(texts)
+    n = len(joined)
+    codes = np.frombuffer(joined.encode("utf-32-le"), np.uint32)
+    space = _is_space(codes)
+    pos = np.arange(n, dtype=np.int64)
+    # next non-space at or after i (n if none); previous non-space at or before i (-1 if none)
+    nxt = np.minimum.accumulate(np.where(space, n, pos)[::-1])[::-1] if n else pos
+    prv = np.maximum.accumulate(np.where(space, -1, pos)) if n else pos
+
+    def trim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """[a, b) pieces trimmed of whitespace; empty ones dropped."""
+        s = nxt[np.minimum(a, max(n - 1, 0))] if n else a
+        e = prv[np.maximum(b - 1, 0)] + 1 if n else b
+        keep = (a < b) & (s < b) & (e > s)
+        return np.stack([s[keep], e[keep]], 1).reshape(-1, 2)
+
+    # paragraphs: a document without a newline is one paragraph (the common case, vectorised)
+    para = trim(base, base + lens)
+    multi = [d for d, t in enumerate(texts) if "\n" in t]
+    if multi:
+        para_doc = np.searchsorted(base, para[:, 0], side="right") - 1
+        keep = ~np.isin(para_doc, multi)
+        extra = [np.asarray(paragraph_spans(texts[d]), np.int64).reshape(-1, 2) + base[d]
+                 for d in multi]
+        para = np.concatenate([para[keep], *extra])
+        para = para[np.argsort(para[:, 0], kind="stable")]
+
+    # sentences: cut at every newline (lines, paragraphs, documents) and at every sentence end
+    # that is not an abbreviation, then trim the pieces
+    starts = base.tolist()
+    ends = []
+    for m in _SENT_END.finditer(joined):
+        st = m.start()
+        if joined[st] == "." and _is_abbreviation(joined, st, starts[bisect_right(starts, st) - 1]):
+            continue
+        ends.append(m.end())
+    newlines = np.flatnonzero(codes == 10)
+    cuts = np.unique(np.concatenate([[0, n], newlines, np.asarray(ends, np.int64)]))
+    sent = trim(cuts[:-1], cuts[1:])
+
+    word = np.asarray([m.span() for m in _WORD.finditer(joined)], np.int64).reshape(-1, 2)
+    return {"base": base, "para": para, "sent": sent, "word": word}
 
 
 def split_paragraphs(text: str) -> list[str]:

@@ -26,7 +26,7 @@ def _stats(docs, tok, cfg, n_masks=16, min_spans=0):
     for d in docs:
         enc = be.encode(d.text, add_special_tokens=False)
         ends = np.array([e for _, e in enc.offsets], np.int64)
-        masks, _ = M.distinct_masks(M.doc_tree(d.text), cfg, M.doc_rng(0, d.id), n_masks,
+        masks, _ = M.distinct_masks(M.doc_tree(d.text), cfg, M.doc_key(0, d.id), n_masks,
                                     min_spans=min_spans)
         for mk in masks:
             spans = M.to_token_spans(mk, ends)
@@ -51,13 +51,107 @@ def test_single_type_maskers_and_distinct_masks(onestop):
     d = onestop[0]
     tree = M.doc_tree(d.text)
     for kind in ("word", "ngram", "sentence", "paragraph"):
-        masks, _ = M.distinct_masks(tree, M.MaskConfig(kind=kind, p=0.05), M.doc_rng(1, d.id), 16)
+        masks, _ = M.distinct_masks(tree, M.MaskConfig(kind=kind, p=0.05), M.doc_key(1, d.id), 16)
         assert len(masks) == 16 and len(set(masks)) == 16
         assert {t for mk in masks for t, _, _ in mk} == {kind}
-    a, _ = M.distinct_masks(tree, M.MaskConfig(), M.doc_rng(7, d.id), 16)
-    b, _ = M.distinct_masks(tree, M.MaskConfig(), M.doc_rng(7, d.id), 16)
-    c, _ = M.distinct_masks(tree, M.MaskConfig(), M.doc_rng(8, d.id), 16)
+    a, _ = M.distinct_masks(tree, M.MaskConfig(), M.doc_key(7, d.id), 16)
+    b, _ = M.distinct_masks(tree, M.MaskConfig(), M.doc_key(7, d.id), 16)
+    c, _ = M.distinct_masks(tree, M.MaskConfig(), M.doc_key(8, d.id), 16)
     assert a == b and a != c
+
+
+def _walk(text, cfg, key, n_masks, max_retries, min_spans):
+    """The paper's walk written sequentially, one node at a time, from the same draws as
+    mask_batch (masking._uniform): the reference the vectorised masker must equal."""
+    tree = M.doc_tree(text)
+    u = lambda c, tag, node: float(M._uniform(np.array([key], np.uint64), np.array([c]), tag,
+                                              np.array([node]))[0])
+    lp, (lo, hi) = cfg.level_p(), cfg.ngram_range()
+    P, S, W = len(tree.para), len(tree.sent), len(tree.word)
+    out, seen, rejected = [], set(), 0
+    for c in range(n_masks * (1 + max_retries)):
+        if len(out) == n_masks:
+            break
+        spans = []
+        if u(c, 0, 0) < lp["document"]:
+            spans = [("document", 0, len(text))]
+        else:
+            for pi in range(P):
+                if u(c, 1, pi) < lp["paragraph"]:
+                    spans.append(("paragraph", *tree.para[pi].tolist()))
+                    continue
+                for si in np.flatnonzero(tree.sent_para == pi):
+                    if u(c, 2, si) < lp["sentence"]:
+                        spans.append(("sentence", *tree.sent[si].tolist()))
+                        continue
+                    w = int(np.searchsorted(tree.word_sent, si))
+                    while w < tree.sent_word_end[si]:
+                        if u(c, 3, w) < lp["word"]:
+                            n = lo + int(u(c, 4, w) * (hi - lo + 1))
+                            k = min(n, int(tree.sent_word_end[si]) - w)
+                            if k >= lo:
+                                spans.append(("word" if k == 1 else "ngram",
+                                              int(tree.word[w, 0]), int(tree.word[w + k - 1, 1])))
+                                w += k
+                                continue
+                        w += 1
+        mk = tuple(sorted(spans, key=lambda s: s[1]))
+        if len(mk) < min_spans or mk in seen:
+            rejected += 1
+            continue
+        seen.add(mk)
+        out.append(mk)
+    return out, rejected
+
+
+@pytest.mark.parametrize("kind,p", [("hierarchical", 0.03), ("hierarchical", 0.3), ("ngram", 0.2),
+                                    ("word", 0.1), ("sentence", 0.2), ("document", 0.5)])
+def test_vectorised_masks_equal_sequential_walk(onestop, kind, p):
+    texts = [d.text[:900] for d in onestop[:12]] + [
+        "One. Two three four. Five", "a", "Mr. Smith left.\n\nNew para here. And more words here"]
+    cfg = M.MaskConfig(kind=kind, p=p)
+    for i, t in enumerate(texts):
+        key = M.doc_key(3, f"d{i}")
+        for n_masks, retries, min_spans in ((16, 8, 1), (4, 0, 2), (3, 2, 0)):
+            got = M.distinct_masks(M.doc_tree(t), cfg, key, n_masks, retries, min_spans)
+            assert got == _walk(t, cfg, key, n_masks, retries, min_spans), (kind, i, n_masks)
+    # a batch gives each document the masks it gets alone
+    fo = M.forest(texts)
+    ms = M.mask_batch(fo, [M.doc_key(3, f"d{i}") for i in range(len(texts))], cfg)
+    alone = [len(M.distinct_masks(M.doc_tree(t), cfg, M.doc_key(3, f"d{i}"))[0])
+             for i, t in enumerate(texts)]
+    assert np.bincount(ms.ex_doc, minlength=len(texts)).tolist() == alone
+
+
+def test_built_examples_equal_per_example_reference(tmp_path, onestop):
+    """build_shards (batched numpy gather) against to_token_spans + build_example per mask."""
+    from fairtrial.recipes.ilm.examples import build_shards
+
+    docs = [(d.id, d.text[:700]) for d in onestop[:40]] + [("empty", "  "), ("tiny", "Hi.")]
+    tok = T.train_bpe((t for _, t in docs), vocab_size=500)
+    tok.save_pretrained(str(tmp_path / "tok"))
+    meta = build_shards(iter(docs), tmp_path / "s", tmp_path / "tok" / "tokenizer.json",
+                        n_masks=4, seed=5, records=True, batch_docs=16)
+    sh = ExampleShards(tmp_path / "s")
+    ids = T.special_ids(tok)
+    be = tok.backend_tokenizer
+    want, want_items = [], []
+    for doc_id, text in docs:
+        enc = be.encode(text, add_special_tokens=False)
+        if not enc.ids:
+            continue
+        ends = np.array([e for _, e in enc.offsets], np.int64)
+        masks, _ = M.distinct_masks(M.doc_tree(text), M.MaskConfig(), M.doc_key(5, doc_id), 4)
+        for k, mk in enumerate(masks):
+            spans = M.to_token_spans(mk, ends)
+            ex, start = M.build_example(enc.ids, spans, ids, ids["start_infill"],
+                                        ids["end_infill"], ids["eos"])
+            want.append(ex)
+            want_items.append({"item_id": f"{doc_id}/{k}", "infill_start": start,
+                               "n_spans": len(spans), "span_types": [t for t, _, _ in spans]})
+    assert len(sh) == len(want) == meta["n_examples"]
+    assert all(sh[i].tolist() == want[i] for i in range(len(want)))
+    assert sh.items() == want_items
 
 
 def test_example_layout_round_trips_text():

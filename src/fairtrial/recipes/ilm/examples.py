@@ -226,12 +226,16 @@ class ExampleShards:
 
 # ----------------------------------------------------------------------------- building examples
 #
-# Documents are tokenised once; each mask then cuts the token list (see masking.py), so 16 masks
-# cost one tokenisation. Work is done in batches of documents, in worker processes when asked;
-# a batch returns flat arrays, and the parent appends them to the shards in input order, so the
-# output does not depend on the number of workers (masks depend only on (seed, document id)).
+# Work is done in batches of documents, in worker processes when asked. A batch is tokenised once
+# (the fast tokenizer's encode_batch, with character offsets), split and masked at once
+# (masking.mask_batch), and every masked example is cut out of the document's token ids with one
+# numpy gather: no document is re-tokenised per mask and no Python runs per example. Span
+# boundaries are mapped to token boundaries by token end offsets (masking.to_token_spans, the
+# per-example reference this is tested against). A batch returns flat arrays, and the parent
+# appends them to the shards in input order, so the output does not depend on the number of
+# workers (masks depend only on (seed, document id)).
 
-BATCH_DOCS = 512
+BATCH_DOCS = 2048  # documents per batch: large enough for numpy, small enough for flat memory
 
 _W: dict = {}  # per-process state: backend tokenizer, special ids, masking config
 
@@ -254,10 +258,10 @@ def _init_worker(tokenizer_file: str, cfg: dict) -> None:
     _W.update(tok=tok, ids=ids, cfg=cfg)
 
 
-def _chunks(doc_id: str, text: str, toks: list[int], ends: np.ndarray, max_tokens: int | None):
+def _chunks(doc_id: str, text: str, ends: np.ndarray, max_tokens: int | None):
     """Cut a long document at sentence boundaries into pieces of at most max_tokens tokens."""
-    if max_tokens is None or len(toks) <= max_tokens:
-        yield doc_id, text, 0
+    if max_tokens is None or len(ends) <= max_tokens:
+        yield doc_id, text
         return
     from fairtrial.data.textsplit import sentence_spans
 
@@ -267,71 +271,131 @@ def _chunks(doc_id: str, text: str, toks: list[int], ends: np.ndarray, max_token
     for e in bounds:
         n = int(np.searchsorted(ends, e, side="right"))
         if n - count > max_tokens and prev_end > start_char:
-            yield f"{doc_id}#{k}", text[start_char:prev_end], start_char
+            yield f"{doc_id}#{k}", text[start_char:prev_end]
             k += 1
             start_char, count = prev_end, int(np.searchsorted(ends, prev_end, side="right"))
         prev_end = e
     if start_char < len(text) and text[start_char:].strip():
-        yield f"{doc_id}#{k}", text[start_char:], start_char
+        yield f"{doc_id}#{k}", text[start_char:]
+
+
+def _encode(tok, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(token ids, token end offsets, tokens per text) of texts, flat."""
+    from itertools import chain
+
+    encs = tok.encode_batch(texts, add_special_tokens=False)
+    n_tok = np.fromiter((len(e.ids) for e in encs), np.int64, len(encs))
+    total = int(n_tok.sum())
+    ids = np.fromiter(chain.from_iterable(e.ids for e in encs), np.int64, total)
+    ends = np.fromiter(chain.from_iterable(e.offsets for e in encs),
+                       np.dtype((np.int64, 2)), total)[:, 1] if total else np.zeros(0, np.int64)
+    return ids, ends, n_tok
+
+
+def _units(tok, batch: list[tuple[str, str]], max_tokens: int | None):
+    """The (id, text) units to mask: documents, or pieces of documents longer than max_tokens;
+    units without tokens are dropped. Returns (ids, texts, token ids, token ends, tokens per unit)."""
+    ids, ends, n_tok = _encode(tok, [t for _, t in batch])
+    if max_tokens is not None and (n_tok > max_tokens).any():
+        starts = np.cumsum(n_tok) - n_tok
+        pieces = [pc for (doc_id, text), s, n in zip(batch, starts, n_tok)
+                  for pc in _chunks(doc_id, text, ends[s:s + n], max_tokens)]
+        batch = pieces
+        ids, ends, n_tok = _encode(tok, [t for _, t in pieces])
+    if (n_tok == 0).any():
+        keep = n_tok > 0
+        batch = [b for b, k in zip(batch, keep) if k]
+        n_tok = n_tok[keep]
+    return [i for i, _ in batch], [t for _, t in batch], ids, ends, n_tok
 
 
 def _build_batch(batch: list[tuple[str, str]]):
-    """(flat tokens, lengths, records, stats) of the examples of a batch of (id, text)."""
+    """(flat tokens, lengths, records, stats, span counts) of the examples of a batch of (id, text)."""
     from fairtrial.recipes.ilm import masking as M
 
     tok, ids, cfg = _W["tok"], _W["ids"], _W["cfg"]
     mc = M.MaskConfig(kind=cfg["kind"], p=cfg["p"], ngram_max=cfg["ngram_max"])
-    blank = {k: ids[k] for k in M.SPAN_TYPES}
-    encs = tok.encode_batch([t for _, t in batch], add_special_tokens=False)
-    flat: list[int] = []
-    lengths: list[int] = []
+    unit_ids, texts, tokens, tok_end, n_tok = _units(tok, batch, cfg["max_doc_tokens"])
+    fo = M.forest(texts)
+    keys = [M.doc_key(cfg["seed"], u) for u in unit_ids]
+    ms = M.mask_batch(fo, keys, mc, cfg["n_masks"], cfg["max_retries"], cfg["min_spans"])
+    U, E = len(texts), len(ms.ex_doc)
+
+    # char spans -> token ranges [a, b) in the batch's flat token array: token end offsets made
+    # global (into the joined text), so one searchsorted serves every document
+    tok_start = np.cumsum(n_tok) - n_tok
+    gend = tok_end + np.repeat(fo.base, n_tok)
+    a = np.searchsorted(gend, ms.span_start, side="right")
+    b = np.searchsorted(gend, ms.span_end, side="right")
+    kept = b > a  # a span inside one token holds no token end: dropped, as in to_token_spans
+    sx, st, a, b = ms.span_ex[kept], ms.span_type[kept], a[kept], b[kept]
+
+    # each example is a list of segments of an extended token table (the batch's tokens followed
+    # by the special tokens): for K spans, 4K + 3 segments in this order (slot numbers):
+    #   ctx_0 blank_1 ctx_1 ... blank_K ctx_K | START | ans_1 END ... ans_K END | EOS
+    #   2r    2r+1                     2K       2K+1    2K+2+2r 2K+3+2r          4K+2
+    special = np.asarray([ids[t] for t in M.SPAN_TYPES]
+                         + [ids["start_infill"], ids["end_infill"], ids["eos"]], np.int64)
+    sp0 = len(tokens)  # blank of type t at sp0 + t; then START, END, EOS
+    ext = np.concatenate([tokens, special])
+    K = np.bincount(sx, minlength=E)
+    masked = np.bincount(sx, weights=b - a, minlength=E).astype(np.int64)
+    seg_base = np.cumsum(4 * K + 3) - (4 * K + 3)
+    first = np.cumsum(K) - K
+    r = np.arange(len(sx)) - first[sx]  # span's rank in its example
+    ed = ms.ex_doc
+    d_start, d_end = tok_start[ed], tok_start[ed] + n_tok[ed]
+    prev_b = np.where(r == 0, d_start[sx], np.roll(b, 1))  # ctx before span r starts after span r-1
+    last_b = d_start.copy()
+    if len(sx):
+        last_b[sx[np.r_[sx[1:] != sx[:-1], True]]] = b[np.r_[sx[1:] != sx[:-1], True]]
+    n_seg = int((4 * K + 3).sum())
+    src = np.zeros(n_seg, np.int64)
+    ln = np.zeros(n_seg, np.int64)
+
+    def put(slot, s, n):
+        src[slot] = s
+        ln[slot] = n
+
+    sb, ksx = seg_base[sx], K[sx]
+    put(sb + 2 * r, prev_b, a - prev_b)                    # context before span r
+    put(sb + 2 * r + 1, sp0 + st, 1)                       # its blank
+    put(sb + 2 * ksx + 2 + 2 * r, a, b - a)                # its answer
+    put(sb + 2 * ksx + 3 + 2 * r, sp0 + 6, 1)              # <|end_infill|>
+    put(seg_base + 2 * K, last_b, d_end - last_b)          # context after the last span
+    put(seg_base + 2 * K + 1, sp0 + 5, 1)                  # <|start_infill|>
+    put(seg_base + 4 * K + 2, sp0 + 7, 1)                  # <|endoftext|>
+    out_start = np.cumsum(ln) - ln
+    flat = ext[np.repeat(src - out_start, ln) + np.arange(int(ln.sum()))].astype(DTYPE)
+    lengths = n_tok[ed] + 2 * K + 2
+
+    # statistics (chars are counted for every span, tokens for the spans kept)
+    ex_chars = fo.n_chars[ed]
+    span_counts = dict(zip(M.SPAN_TYPES, np.bincount(st, minlength=5).tolist()))
+    st_all = {"docs": len(batch), "pieces": U,
+              "masked_chars": int((ms.span_end - ms.span_start).sum()),
+              "chars": int(ex_chars.sum()), "masked_tokens": int(masked.sum()),
+              "tokens": int(n_tok[ed].sum()), "rejected": int(ms.rejected.sum()),
+              "no_mask": int((np.bincount(ed, minlength=U) == 0).sum())}
     records: list[dict] = []
-    span_counts = dict.fromkeys(M.SPAN_TYPES, 0)
-    st = {"docs": 0, "pieces": 0, "masked_chars": 0, "chars": 0, "masked_tokens": 0, "tokens": 0,
-          "rejected": 0, "no_mask": 0}
-    for (doc_id, text), enc in zip(batch, encs):
-        st["docs"] += 1
-        all_ids = enc.ids
-        all_ends = np.fromiter((e for _, e in enc.offsets), np.int64, len(all_ids))
-        for piece_id, piece, off in _chunks(doc_id, text, all_ids, all_ends, cfg["max_doc_tokens"]):
-            if off or len(piece) != len(text):
-                e2 = tok.encode(piece, add_special_tokens=False)
-                toks, ends = e2.ids, np.fromiter((e for _, e in e2.offsets), np.int64, len(e2.ids))
-            else:
-                toks, ends = all_ids, all_ends
-            if not toks:
-                continue
-            st["pieces"] += 1
-            tree = M.doc_tree(piece)
-            masks, rejected = M.distinct_masks(tree, mc, M.doc_rng(cfg["seed"], piece_id),
-                                               cfg["n_masks"], cfg["max_retries"], cfg["min_spans"])
-            st["rejected"] += rejected
-            if not masks:
-                st["no_mask"] += 1
-            for k, mk in enumerate(masks):
-                spans = M.to_token_spans(mk, ends)
-                ex, start = M.build_example(toks, spans, blank, ids["start_infill"],
-                                            ids["end_infill"], ids["eos"])
-                flat += ex
-                lengths.append(len(ex))
-                for t, _, _ in spans:
-                    span_counts[t] += 1
-                st["masked_chars"] += sum(e - s for _, s, e in mk)
-                st["chars"] += len(piece)
-                st["masked_tokens"] += sum(b - a for _, a, b in spans)
-                st["tokens"] += len(toks)
-                if cfg["records"]:
-                    item = piece_id if cfg["n_masks"] == 1 else f"{piece_id}/{k}"
-                    records.append({"item_id": item, "infill_start": start, "n_spans": len(spans),
-                                    "span_types": [t for t, _, _ in spans]})
-    return np.asarray(flat, DTYPE), np.asarray(lengths, np.int64), records, st, span_counts
+    if cfg["records"]:
+        rank = np.arange(E) - (np.cumsum(np.bincount(ed, minlength=U)) - np.bincount(ed, minlength=U))[ed]
+        infill = (n_tok[ed] - masked + K).tolist()
+        types = [[] for _ in range(E)]
+        for e, t in zip(sx.tolist(), st.tolist()):
+            types[e].append(M.SPAN_TYPES[t])
+        for e, (d, k) in enumerate(zip(ed.tolist(), rank.tolist())):
+            item = unit_ids[d] if cfg["n_masks"] == 1 else f"{unit_ids[d]}/{k}"
+            records.append({"item_id": item, "infill_start": infill[e], "n_spans": len(types[e]),
+                            "span_types": types[e]})
+    return flat, lengths, records, st_all, span_counts
 
 
 def build_shards(docs, out: str | Path, tokenizer_file: str | Path, *, kind: str = "hierarchical",
                  p: float = 0.03, ngram_max: int = 8, n_masks: int = 16, max_retries: int = 8,
                  min_spans: int = 1, seed: int = 0, max_doc_tokens: int | None = None,
                  records: bool = False, workers: int = 1, shard_tokens: int = 2**26,
-                 progress=None) -> dict:
+                 progress=None, batch_docs: int = BATCH_DOCS) -> dict:
     """Mask and tokenise `docs` (an iterable of (id, text), streamed) into a shard folder.
 
     records=True writes items.jsonl (item ids, <|start_infill|> positions): test sets. Returns the
@@ -343,7 +407,7 @@ def build_shards(docs, out: str | Path, tokenizer_file: str | Path, *, kind: str
         b = []
         for d in docs:
             b.append(d)
-            if len(b) == BATCH_DOCS:
+            if len(b) == batch_docs:
                 yield b
                 b = []
         if b:
@@ -355,11 +419,23 @@ def build_shards(docs, out: str | Path, tokenizer_file: str | Path, *, kind: str
     with writer:
         if workers > 1:
             import multiprocessing as mp
+            from collections import deque
 
             ctx = mp.get_context("spawn" if os.name == "nt" else "fork")
             pool = ctx.Pool(workers, initializer=_init_worker, initargs=(str(tokenizer_file), cfg))
-            # imap keeps input order; a bounded chunk of batches in flight keeps memory flat
-            results = pool.imap(_build_batch, batches(), chunksize=1)
+
+            def ordered():
+                # at most 2 batches per worker in flight, taken in input order: memory stays flat
+                # (Pool.imap would read the whole input ahead and queue results without bound)
+                pending: deque = deque()
+                for b in batches():
+                    pending.append(pool.apply_async(_build_batch, (b,)))
+                    if len(pending) >= 2 * workers:
+                        yield pending.popleft().get()
+                while pending:
+                    yield pending.popleft().get()
+
+            results = ordered()
         else:
             _init_worker(str(tokenizer_file), cfg)
             pool = None
