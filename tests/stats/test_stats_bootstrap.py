@@ -39,12 +39,12 @@ def test_auto_picks_normal_only_for_large_inputs():
 
 
 def test_seed_level_variance_is_resampled_and_corrected():
-    # No item noise at all, only seed offsets: the spread must come from the seeds, at the
-    # ddof=1 variance of the seed means (sd / sqrt(S)).
+    # No item noise at all, only seed offsets: the spread must come from the seeds.
     offsets = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
     x = np.broadcast_to(offsets[:, None], (5, 200))[None].copy()
     d = two_level(x, n_resamples=20_000, seed=0)
-    expected = offsets.std(ddof=1) / np.sqrt(5)
+    # ddof=1 seed variance, widened by t(4)/z at 97.5% for the few seeds
+    expected = offsets.std(ddof=1) / np.sqrt(5) * sps.t.ppf(0.975, 4) / sps.norm.ppf(0.975)
     assert np.std(d.means[:, 0]) == pytest.approx(expected, rel=0.05)
     plain = two_level(x, n_resamples=20_000, seed=0, seed_correction=False)
     assert np.std(plain.means[:, 0]) == pytest.approx(offsets.std(ddof=0) / np.sqrt(5), rel=0.05)
@@ -85,3 +85,16 @@ def test_bootstrap_p_value():
     assert bootstrap_p_value(draws, 1.0) < 0.001          # 10 sd from 0
     draws0 = np.random.default_rng(0).normal(0.05, 1.0, 5000)
     assert bootstrap_p_value(draws0, 0.05) > 0.5
+
+
+def test_seed_x_item_noise_is_not_counted_twice():
+    # Pure cell noise (no seed or item effect): the variance of the grand mean is sigma^2/(S N).
+    # The plain pigeonhole bootstrap counts it twice; the corrected one once (the seed level
+    # shrinks to ~0 because the per-seed means vary only by that same noise).
+    s, n = 4, 2000
+    x = np.random.default_rng(5).normal(0, 1, (1, s, n))
+    target = 1 / np.sqrt(s * n)
+    plain = np.std(two_level(x, 4000, seed=1, seed_correction=False).means[:, 0])
+    fixed = np.std(two_level(x, 4000, seed=1).means[:, 0])
+    assert plain == pytest.approx(target * np.sqrt(2), rel=0.12)
+    assert fixed == pytest.approx(target, rel=0.12)
