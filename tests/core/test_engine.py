@@ -49,13 +49,12 @@ def test_run_then_fully_cached_rerun_calls_nothing(cli, make_study):
     cli("run", study, check=0)
     n = len(calls(cli.tmp))
     assert sorted(Counter(s for s, _ in ends(cli)).items()) == [("score", 4), ("source", 1), ("work", 2)]
-    t0 = time.time()
     p = cli("run", study, check=0)
     assert len(calls(cli.tmp)) == n  # zero stage functions called
     assert "0 run, 7 cached" in p.stdout
     st = status_json(cli)
     assert st["totals"] == {"done": 7, "total": 7}
-    assert time.time() - t0 < 10
+    # (how fast a cached re-run is belongs to bench/bench_engine.py, not to a test)
 
 
 def test_failure_is_recorded_and_other_arms_continue(cli, make_study):
