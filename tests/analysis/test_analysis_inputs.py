@@ -85,3 +85,12 @@ def test_from_study_dict():
     d.check()
     with pytest.raises(AnalysisInputError, match="endpoint.direction"):
         StudyDesign.from_study({**study, "endpoint": {"metric": "bleu"}})
+
+
+def test_own_eval_set_template():
+    study = {"question": "q?", "control": "general", "endpoint": {"metric": "ppl", "direction": "lower"},
+             "arms": {"general": {"train_level": "all"}, "A1-specialist": {"train_level": "A1"},
+                      "odd": {}},
+             "analysis": {"own_eval_set": "{train_level}"}}
+    d = StudyDesign.from_study(study)
+    assert dict(d.cross_eval.own) == {"general": "all", "A1-specialist": "A1"}

@@ -174,6 +174,10 @@ class StudyDesign:
         dec = dict(study.get("decision") or {})
         an = dict(study.get("analysis") or {})
         own = an.get("own_eval_set")
+        if isinstance(own, str):
+            # a template over each arm's params, e.g. "{train_level}": grid arms need no list
+            own = {a: _format(own, p) for a, p in arms.items()}
+            own = {a: e for a, e in own.items() if e is not None}
         size = an.get("size_param")
         targets = an.get("targets")
         pw = an.get("pairwise_metric")
@@ -193,6 +197,20 @@ class StudyDesign:
             decision_tree=DecisionTree(targets=dict(targets)) if targets else None,
             pairwise=Pairwise(pw, an.get("pairwise_reference")) if pw else None,
         )
+
+
+def _format(template: str, params: Mapping[str, Any]) -> str | None:
+    """"{train_level}" or "{model.arch}-{size}" filled from an arm's params; None when a key is
+    missing (that arm has no own eval set)."""
+    import re
+
+    out = template
+    for key in re.findall(r"{([^{}]+)}", template):
+        v = get_param(params, key)
+        if v is None:
+            return None
+        out = out.replace("{" + key + "}", str(v))
+    return out
 
 
 def get_param(params: Mapping[str, Any], key: str) -> Any:
