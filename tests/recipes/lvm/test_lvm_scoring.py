@@ -52,3 +52,13 @@ def test_windows_never_cross_documents_and_short_documents_are_skipped():
     vecs = np.arange(24, dtype=np.float32).reshape(12, 2)
     c, t = gather(vecs, w)
     assert c.shape == (4, 3, 2) and t.tolist()[3] == vecs[11].tolist()
+
+
+def test_retrieval_excludes_the_windows_own_context_but_never_the_target():
+    cands = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]])
+    pred = np.array([[1.0, 0.0], [1.0, 0.0]])
+    # window 0: context holds candidate 0 (the prediction itself), target 1 -> rank 1, not 2
+    # window 1: the target text also occurs in the context: it stays a candidate
+    ranks = scoring.retrieval_ranks(pred, cands, np.array([1, 0]), exclude=np.array([[0], [0]]))
+    assert ranks.tolist() == [1, 1]
+    assert scoring.retrieval_ranks(pred, cands, np.array([1, 0])).tolist() == [2, 1]

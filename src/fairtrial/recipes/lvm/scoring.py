@@ -1,8 +1,9 @@
 """Per-window scores and the trivial baselines (numpy only, no engine, no torch).
 
 Retrieval: the candidates are the distinct units of the test documents (equal texts collapse into
-one candidate, so a repeated sentence is not counted as a miss); a window's rank is 1 + the number
-of candidates strictly more similar to the prediction than its true next unit.
+one candidate, so a repeated sentence is not counted as a miss) minus the window's own context
+units; a window's rank is 1 + the number of candidates strictly more similar to the prediction than
+its true next unit.
 """
 
 from __future__ import annotations
@@ -21,21 +22,32 @@ def cosine(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 
 def retrieval_ranks(pred: np.ndarray, candidates: np.ndarray, target_idx: np.ndarray,
-                    chunk: int = 1024) -> np.ndarray:
-    """Rank (1 = best) of candidates[target_idx[i]] among all candidates for prediction i."""
+                    exclude: np.ndarray | None = None, chunk: int = 1024) -> np.ndarray:
+    """Rank (1 = best) of candidates[target_idx[i]] among all candidates for prediction i.
+
+    exclude (n, k): candidate indices window i may not retrieve (its own context: the answer is
+    known not to be a sentence already read, and without this rule copy_last would retrieve its
+    own input first by construction). An excluded index equal to the target is kept."""
     cand = unit(candidates)
     ranks = np.empty(len(pred), np.int64)
     for s in range(0, len(pred), chunk):
         sims = unit(pred[s:s + chunk]) @ cand.T
-        own = sims[np.arange(len(sims)), target_idx[s:s + chunk]]
+        tgt = target_idx[s:s + chunk]
+        rows = np.arange(len(sims))
+        own = sims[rows, tgt]
+        if exclude is not None:
+            ex = exclude[s:s + chunk]
+            drop = ex != tgt[:, None]
+            sims[np.repeat(rows, ex.shape[1])[drop.ravel()], ex.ravel()[drop.ravel()]] = -np.inf
         ranks[s:s + chunk] = 1 + (sims > own[:, None]).sum(axis=1)
     return ranks
 
 
 def window_metrics(pred: np.ndarray, target: np.ndarray, candidates: np.ndarray,
-                   target_idx: np.ndarray) -> dict[str, np.ndarray]:
+                   target_idx: np.ndarray, exclude: np.ndarray | None = None
+                   ) -> dict[str, np.ndarray]:
     """metric name -> per-window values (the recipe's declared metrics)."""
-    r = retrieval_ranks(pred, candidates, target_idx)
+    r = retrieval_ranks(pred, candidates, target_idx, exclude)
     return {
         "cosine": cosine(pred, target),
         "rank": r.astype(np.float64),

@@ -305,7 +305,8 @@ def _latency_ms(model, contexts: np.ndarray, batch: int, device: str, repeats: i
 
 def evaluate(ctx) -> dict:
     """Per test window: cosine to the true next vector and the rank of the true next unit among
-    all distinct test units; for the model and for the trivial baselines, on the same windows."""
+    all distinct test units except the window's own context; for the model and for the trivial
+    baselines, on the same windows."""
     p = parse(ctx.params)
     vectors = load_vectors(ctx.inputs["embed"])
     win_dir = ctx.inputs["windows"]
@@ -325,6 +326,7 @@ def evaluate(ctx) -> dict:
         first_row.setdefault(digests[r], r)
     candidates = np.asarray(vectors[[first_row[d] for d in cand_digest]], np.float32)
     target_idx = np.array([cand_index[digests[r]] for r in test_w[:, -1]])
+    context_idx = np.array([[cand_index[digests[r]] for r in w] for w in test_w[:, :-1]])
     ctx_t, tgt_t = gather(vectors, test_w)
 
     model = load_model(ctx.inputs["train"], ctx.device)
@@ -342,7 +344,8 @@ def evaluate(ctx) -> dict:
                             "doc_id")}
     means = {}
     for system, pred in preds.items():
-        for metric, values in scoring.window_metrics(pred, tgt_t, candidates, target_idx).items():
+        for metric, values in scoring.window_metrics(pred, tgt_t, candidates, target_idx,
+                                                        context_idx).items():
             n = len(values)
             cols["item_id"] += test_ids
             cols["eval_set"] += ["test"] * n
