@@ -208,3 +208,11 @@ def test_too_few_examples_for_the_batch_is_a_clear_error(world):
     with pytest.raises(ValueError, match="micro_batch \\* train.grad_accum"):
         train(tiny_model(world.tok), world.train[:10], world.valid, _params(micro_batch=8),
               ids=ids, seed=0)
+
+
+def test_learning_rate_default_depends_on_pretraining():
+    from fairtrial.recipes.ilm.train import LR_FROM_SCRATCH, LR_PRETRAINED
+
+    assert TrainParams().resolved(pretrained=False).lr == LR_FROM_SCRATCH
+    assert TrainParams().resolved(pretrained=True).lr == LR_PRETRAINED
+    assert TrainParams(lr=0.1).resolved(pretrained=True).lr == 0.1

@@ -81,7 +81,7 @@ def train_stage(ctx) -> dict[str, Any]:
     from fairtrial.recipes.ilm.train import train
 
     mp = _params(ModelParams, ctx, "model")
-    tp = _params(TrainParams, ctx, "train")
+    tp = _params(TrainParams, ctx, "train").resolved(pretrained=mp.pretrained is not None)
     seed = int(ctx.seed or 0)
     examples = _input(ctx, "examples")
     try:

@@ -38,6 +38,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 # ---------------------------------------------------------------------------------------------
 # parameters (defaults visible here)
 
+LR_FROM_SCRATCH = 2e-3
+"""Peak learning rate of a fresh model when `train.lr` is not given. Measured on CEFR-SP (2-layer,
+n_embd 64, 150 steps of 32): 5e-4 ends level with the unigram baseline, 2e-3 well below it."""
+LR_PRETRAINED = 1e-4
+"""Peak learning rate when fine-tuning a pretrained model and `train.lr` is not given."""
+
 
 class TrainParams(BaseModel):
     """`[params.train]` of an ilm study."""
@@ -51,7 +57,8 @@ class TrainParams(BaseModel):
     """Examples per forward pass (the out-of-memory back-off halves it)."""
     grad_accum: int = Field(1, ge=1)
     """Micro-batches per optimizer step: the effective batch is micro_batch * grad_accum."""
-    lr: float = Field(5e-4, gt=0)
+    lr: float | None = Field(None, gt=0)
+    """Peak learning rate; None: LR_FROM_SCRATCH, or LR_PRETRAINED for a pretrained model."""
     weight_decay: float = Field(0.01, ge=0)
     beta1: float = Field(0.9, ge=0, lt=1)
     beta2: float = Field(0.95, ge=0, lt=1)
@@ -87,6 +94,12 @@ class TrainParams(BaseModel):
             raise ValueError("train.infill_weight and train.context_weight are both 0: "
                              "nothing to learn from")
         return self
+
+    def resolved(self, pretrained: bool) -> "TrainParams":
+        """These params with the learning rate filled in."""
+        if self.lr is not None:
+            return self
+        return self.model_copy(update={"lr": LR_PRETRAINED if pretrained else LR_FROM_SCRATCH})
 
     @property
     def effective_context_weight(self) -> float:
@@ -287,6 +300,7 @@ def train(model, train_data, valid_data, params: TrainParams, *, ids: dict[str, 
     import torch
 
     # --- setup ------------------------------------------------------------------------------
+    params = params.resolved(pretrained=False)  # a library caller may leave lr unset
     from fairtrial.recipes.ilm.model import max_positions
 
     max_len = max_len or max_positions(model)
