@@ -73,6 +73,14 @@ def _walk(text, cfg, key, n_masks, max_retries, min_spans):
         if len(out) == n_masks:
             break
         spans = []
+        # word triggers: Bernoulli(p) per word, as geometric gaps between hits (gap j: draw j)
+        hits, at, j = set(), -1, 0
+        while lp["word"] > 0:
+            at += 1 + int(np.floor(np.log1p(-u(c, 3, j)) / np.log1p(-lp["word"])))
+            j += 1
+            if at >= W:
+                break
+            hits.add(at)
         if u(c, 0, 0) < lp["document"]:
             spans = [("document", 0, len(text))]
         else:
@@ -86,7 +94,7 @@ def _walk(text, cfg, key, n_masks, max_retries, min_spans):
                         continue
                     w = int(np.searchsorted(tree.word_sent, si))
                     while w < tree.sent_word_end[si]:
-                        if u(c, 3, w) < lp["word"]:
+                        if w in hits:
                             n = lo + int(u(c, 4, w) * (hi - lo + 1))
                             k = min(n, int(tree.sent_word_end[si]) - w)
                             if k >= lo:

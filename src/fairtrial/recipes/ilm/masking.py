@@ -155,6 +155,39 @@ class MaskSet:
     rejected: np.ndarray   # (D,) candidates rejected (empty / too few spans / duplicate)
 
 
+def _bernoulli_hits(ckey, cand_k, n: np.ndarray, p: float):
+    """Positions i < n[c] hit by independent Bernoulli(p) trials, for every candidate c, as
+    (candidate, position) sorted by both. Hit j + 1 is hit j plus a geometric gap
+    1 + floor(log(1 - u) / log(1 - p)), u = draw (c, 3, j); gaps are drawn in blocks until every
+    candidate has passed its n."""
+    if p <= 0 or not len(n):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if p >= 1:
+        return _expand(n)
+    block = max(4, int(np.ceil(p * float(n.max()) * 1.5)) + 4)
+    logq = np.log1p(-p)
+    cands = np.arange(len(n), dtype=np.int64)
+    pos = np.full(len(n), -1, np.int64)  # last hit so far
+    done = 0  # gaps drawn so far per live candidate
+    hit_c, hit_i = [], []
+    while len(cands):
+        c = np.repeat(cands, block)
+        j = np.tile(np.arange(done, done + block, dtype=np.int64), len(cands))
+        u = _uniform(ckey[c], cand_k[c], 3, j).reshape(len(cands), block)
+        gap = 1 + np.floor(np.log1p(-u) / logq).astype(np.int64)
+        at = pos[cands, None] + np.cumsum(gap, axis=1)
+        inside = at < n[cands, None]
+        rc, rj = np.nonzero(inside)
+        hit_c.append(cands[rc])
+        hit_i.append(at[rc, rj])
+        pos[cands] = at[:, -1]
+        cands = cands[pos[cands] < n[cands]]
+        done += block
+    c, i = np.concatenate(hit_c), np.concatenate(hit_i)
+    o = np.lexsort((i, c))
+    return c[o], i[o]
+
+
 def _resolve_ngrams(group: np.ndarray, w: np.ndarray, end: np.ndarray, valid: np.ndarray):
     """Which word triggers start an n-gram: the walk skips a trigger that lies inside an earlier
     accepted n-gram of the same mask. Triggers are sorted by (group, w). The sequential rule
@@ -203,11 +236,10 @@ def _draw(fo: Forest, keys: np.ndarray, cfg: MaskConfig, docs: np.ndarray, rnd: 
         sent_m &= ~par_m[par_pos[sc] + fo.sent_para[gs] - fo.doc_para[cand_doc[sc]]]
     sen_pos = np.cumsum(nsen) - nsen
 
-    # word triggers: drawn for every word, then only the sparse hits are looked at
+    # word triggers: a Bernoulli(p) draw per word is a run of geometric gaps between hits, so only
+    # the ~p * W hits are drawn (the j-th gap of candidate c is draw (c, 3, j))
     nword = fo.doc_word[cand_doc + 1] - fo.doc_word[cand_doc]
-    wc, wl = _expand(nword)
-    hit = np.flatnonzero(_uniform(ckey[wc], cand_k[wc], 3, wl) < lp["word"])
-    tc, tl = wc[hit], wl[hit]
+    tc, tl = _bernoulli_hits(ckey, cand_k, nword, lp["word"])
     gw = fo.doc_word[cand_doc[tc]] + tl
     ts = fo.word_sent[gw]
     local_s = ts - fo.doc_sent[cand_doc[tc]]
