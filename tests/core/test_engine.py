@@ -143,7 +143,7 @@ def _running_work(cli):
 
 
 def test_detach_lock_stop_and_resume(cli, make_study):
-    study = make_study(params="sleep = 4\nsteps = 40")
+    study = make_study(params="sleep = 24\nsteps = 240")
     p = cli("run", study, "--detach", check=0)
     assert "started study in the background" in p.stdout
     wait_for(lambda: _running_work(cli))
@@ -164,7 +164,7 @@ def test_detach_lock_stop_and_resume(cli, make_study):
 
 
 def test_kill_supervisor_then_resume_from_checkpoint(cli, make_study):
-    study = make_study(params="sleep = 4\nsteps = 40")
+    study = make_study(params="sleep = 12\nsteps = 120")
     cli("run", study, "--detach", check=0)
     running = wait_for(lambda: _running_work(cli))
     sup = json.loads((cli.tmp / "ws" / "studies" / "study" / "supervisor.json").read_text())
@@ -187,7 +187,7 @@ def test_kill_supervisor_then_resume_from_checkpoint(cli, make_study):
 
 
 def test_kill_worker_mid_stage_resumes(cli, make_study):
-    study = make_study(params="sleep = 4\nsteps = 40")
+    study = make_study(params="sleep = 12\nsteps = 120")
     exe = Path(sys.executable).parent / "fairtrial"
     proc = subprocess.Popen([str(exe), "run", str(study), "--quiet"], cwd=cli.tmp, env=cli.env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
