@@ -88,3 +88,22 @@ def test_saved_model_loads_back_with_its_config(world, tmp_path):
     model.eval()
     assert torch.allclose(loaded(x).logits, model(x).logits, atol=1e-6)
     assert len(tok) == len(world.tok)
+
+
+def test_pretrained_local_folder_is_loaded_and_resized(world, tmp_path):
+    """The real loading path (AutoModelForCausalLM.from_pretrained) on a local folder holding a
+    GPT-2 whose vocabulary lacks the ILM tokens: it is loaded, then resized to the tokenizer."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    base_vocab = len(world.tok) - 7  # as if the 7 ILM tokens were not in the pretrained vocab
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(vocab_size=base_vocab, n_layer=1, n_embd=16, n_head=2,
+                               n_positions=32)).save_pretrained(tmp_path / "gpt2-tiny")
+    p = ModelParams(pretrained=str(tmp_path / "gpt2-tiny"))
+    model = build_model(p, world.tok)
+    emb = model.get_input_embeddings().weight
+    assert emb.shape[0] == len(world.tok)
+    assert count_parameters(p, len(world.tok)) == sum(q.numel() for q in model.parameters())
+    # the pretrained rows are kept
+    orig = GPT2LMHeadModel.from_pretrained(tmp_path / "gpt2-tiny").get_input_embeddings().weight
+    assert torch.equal(emb[:base_vocab], orig)

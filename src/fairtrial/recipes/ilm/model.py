@@ -96,7 +96,7 @@ def count_parameters(params: ModelParams, vocab_size: int) -> int:
     config = _config(params, vocab_size)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
-    model.resize_token_embeddings(vocab_size)
+    model.resize_token_embeddings(vocab_size, mean_resizing=False)  # no statistics on meta
     # tied input/output embeddings are one tensor: count each tensor once
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
 
