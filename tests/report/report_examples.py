@@ -26,9 +26,10 @@ def cefr_cross_eval(complete: bool = True):
     for s in sets:
         shifts[f"{s}-specialist"] = {e: (-0.6 if e == s else 0.3) for e in sets}
     df = pd.concat([
-        make_scores(shifts, eval_sets=sets, n_items=150, metric="infill_ppl", mean=20,
-                    baselines={"unigram": 8.0}),
-        make_scores(shifts, eval_sets=sets, n_items=150, metric="context_ppl", mean=30, rng_seed=3),
+        make_scores(shifts, eval_sets=sets, n_items=150, metric="infill_ppl", mean=20, seed_sd=0.05,
+                    seeds=(0, 1, 2, 3), baselines={"unigram": 8.0}),
+        make_scores(shifts, eval_sets=sets, n_items=150, metric="context_ppl", mean=30, seed_sd=0.05,
+                    seeds=(0, 1, 2, 3), rng_seed=3),
     ])
     design = StudyDesign(
         question="Does an ILM trained on one CEFR level beat a general one on that level's texts?",

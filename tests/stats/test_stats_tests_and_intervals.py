@@ -36,6 +36,8 @@ def test_holm_and_bonferroni():
     assert np.allclose(adjust_p(p, "none"), p)
     assert np.allclose(alpha_levels(p, 0.05, "holm"), [0.05 / 3, 0.05 / 1, 0.05 / 2])
     assert np.allclose(alpha_levels(p, 0.05, "bonferroni"), [0.05 / 3] * 3)
+    # an explicit order (strongest first) breaks ties in p
+    assert np.allclose(alpha_levels([0.001, 0.001], 0.05, "holm", order=[1, 0]), [0.05, 0.025])
     with pytest.raises(ValueError, match="correction"):
         adjust_p(p, "fdr")
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from fairtrial.analysis import integrity
-from fairtrial.analysis.compare import Comparison, estimate, finish
+from fairtrial.analysis.compare import Comparison, decision_draws, estimate, finish
 from fairtrial.analysis.decision import INCONCLUSIVE, REFUTED, SUPPORTED
 from fairtrial.analysis.design import AnalysisContext, AnalysisInputError, StudyDesign
 from fairtrial.analysis.findings import Finding
@@ -193,9 +193,18 @@ def _decide(comps: list[Comparison], draws: list, alpha: float, correction: str)
     if not live:
         return
     p = [comps[i].p_value for i in live]
-    alphas = alpha_levels(p, alpha, correction)
+    # Ties are common (every strong comparison has p at the bootstrap floor 1/(B+1)); among them
+    # the one whose interval is furthest beyond the margin, in standard errors, goes first.
+    strength = []
+    for i in live:
+        dd = decision_draws(draws[i], comps[i].effect)
+        sd = float(np.nanstd(dd))
+        strength.append((comps[i].estimate - comps[i].min_effect) / sd if sd > 0 else 0.0)
+    order = sorted(range(len(live)),
+                   key=lambda j: (not math.isfinite(p[j]), p[j] if math.isfinite(p[j]) else 0.0,
+                                  -strength[j] if math.isfinite(strength[j]) else 0.0))
+    alphas = alpha_levels(p, alpha, correction, order=order)
     adjusted = adjust_p(p, correction)
-    order = sorted(range(len(live)), key=lambda j: (not math.isfinite(p[j]), p[j]))
     stuck: float | None = None
     for j in order:
         i = live[j]

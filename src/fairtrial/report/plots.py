@@ -73,7 +73,7 @@ def forest(result) -> bytes | None:
     if m > 0:
         ax.axvspan(-m, m, color="#d0d7de", alpha=0.5, label="no-effect band")
         ax.axvline(m, color="#1a7f37", ls="--", lw=0.8, label="minimum effect")
-        ax.legend(fontsize=7, loc="best")
+        ax.legend(fontsize=7, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, frameon=False)
     ax.set_yticks(y, [f"{c.arm} vs {c.reference} ({c.eval_set})" for c in comps], fontsize=8)
     ax.set_xlabel(("relative improvement (%)" if rel else "improvement") +
                   f" in {result.endpoint['metric']}, corrected intervals", fontsize=8)

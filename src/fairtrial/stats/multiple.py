@@ -38,12 +38,13 @@ def adjust_p(p: Sequence[float], correction: Correction = "holm") -> np.ndarray:
     return out
 
 
-def alpha_levels(p: Sequence[float], alpha: float, correction: Correction = "holm") -> np.ndarray:
+def alpha_levels(p: Sequence[float], alpha: float, correction: Correction = "holm",
+                 order: Sequence[int] | None = None) -> np.ndarray:
     """The per-comparison alpha at which each comparison's interval is computed.
 
     bonferroni: alpha/m for all. none: alpha. holm: ordered by p-value (smallest first), the j-th
     (0-based) gets alpha/(m-j), the level at which Holm's step-down tests it. A NaN p-value is
-    ranked last.
+    ranked last. `order` (indices, strongest first) overrides the ranking, e.g. to break ties.
     """
     _check(correction)
     if not 0 < alpha < 1:
@@ -54,8 +55,9 @@ def alpha_levels(p: Sequence[float], alpha: float, correction: Correction = "hol
         return np.full(m, alpha)
     if correction == "bonferroni":
         return np.full(m, alpha / m)
-    key = np.where(np.isfinite(p), p, np.inf)
-    order = np.argsort(key, kind="stable")
+    if order is None:
+        key = np.where(np.isfinite(p), p, np.inf)
+        order = np.argsort(key, kind="stable")
     out = np.empty(m)
     for rank, i in enumerate(order):
         out[i] = alpha / (m - rank)
