@@ -162,6 +162,24 @@ def test_built_examples_equal_per_example_reference(tmp_path, onestop):
     assert sh.items() == want_items
 
 
+def test_add_many_splits_shards_like_add(tmp_path):
+    rng = np.random.default_rng(1)
+    seqs = [rng.integers(0, 1000, rng.integers(1, 40)) for _ in range(300)] + [np.arange(250)]
+    one = ShardWriter(tmp_path / "one", shard_tokens=97)
+    for s in seqs:
+        one.add(s)
+    many = ShardWriter(tmp_path / "many", shard_tokens=97)
+    for a, b in ((0, 7), (7, 150), (150, 151), (151, 301)):
+        many.add_many(np.concatenate(seqs[a:b]), [len(s) for s in seqs[a:b]])
+    assert one.close()["shards"] == many.close()["shards"]
+    for name in ("one", "many"):
+        sh = ExampleShards(tmp_path / name)
+        assert all((sh[i] == seqs[i]).all() for i in range(len(seqs)))
+    files = sorted(p.name for p in (tmp_path / "one").iterdir())
+    assert all((tmp_path / "one" / f).read_bytes() == (tmp_path / "many" / f).read_bytes()
+               for f in files if f != "meta.json")
+
+
 def test_example_layout_round_trips_text():
     text = "She ate leftover pasta for lunch. It was cold."
     tok = T.train_bpe([text] * 5, vocab_size=300, min_frequency=1)

@@ -103,9 +103,8 @@ class ShardWriter:
         """Append many examples at once: `flat` holds them back to back, `lengths` their sizes."""
         flat = np.asarray(flat, DTYPE)
         lengths = np.asarray(lengths, np.int64)
-        if item_ids is not None or records is not None or (
-                self._offsets[-1] + flat.size > self.shard_tokens and self._offsets[-1] > 0):
-            # the per-example path handles item records and shard boundaries
+        if item_ids is not None or records is not None:
+            # the per-example path writes the item records
             pos = 0
             for k, n in enumerate(lengths):
                 self.add(flat[pos:pos + n], None if item_ids is None else item_ids[k],
@@ -116,10 +115,25 @@ class ShardWriter:
             raise ValueError("lengths must be positive and sum to the number of tokens")
         if self._items is not None:
             raise ValueError("item ids must be given for every example or for none")
-        self._tok_file.write(flat.astype("<u4", copy=False).tobytes())
-        self._offsets.extend((self._offsets[-1] + np.cumsum(lengths)).tolist())
-        self.n_examples += int(lengths.size)
-        self.n_tokens += int(flat.size)
+        # as `add` one by one: an example that does not fit starts a new shard (unless the shard
+        # is empty), written in whole runs of examples
+        ends = np.cumsum(lengths)
+        i = 0
+        while i < lengths.size:
+            cur = self._offsets[-1]
+            done = int(ends[i - 1]) if i else 0
+            j = int(np.searchsorted(ends, done + self.shard_tokens - cur, side="right"))
+            if j == i:
+                if cur > 0:
+                    self._close_shard()
+                    self._open_shard()
+                    continue
+                j = i + 1  # one example larger than a shard gets a shard of its own
+            self._tok_file.write(flat[done:int(ends[j - 1])].astype("<u4", copy=False).tobytes())
+            self._offsets.extend((cur + ends[i:j] - done).tolist())
+            self.n_examples += j - i
+            self.n_tokens += int(ends[j - 1]) - done
+            i = j
 
     def close(self, **stats) -> dict:
         """Finish the last shard and write meta.json (with `stats` merged in). Returns the meta."""
