@@ -324,7 +324,7 @@ def _units(tok, batch: list[tuple[str, str]], max_tokens: int | None):
 
 
 def _build_batch(batch: list[tuple[str, str]]):
-    """(flat tokens, lengths, records, stats, span counts) of the examples of a batch of (id, text)."""
+    """(flat tokens, lengths, records, stats, span counts) of a batch of (id, text)."""
     from fairtrial.recipes.ilm import masking as M
 
     tok, ids, cfg = _W["tok"], _W["ids"], _W["cfg"]
@@ -393,7 +393,8 @@ def _build_batch(batch: list[tuple[str, str]]):
               "no_mask": int((np.bincount(ed, minlength=U) == 0).sum())}
     records: list[dict] = []
     if cfg["records"]:
-        rank = np.arange(E) - (np.cumsum(np.bincount(ed, minlength=U)) - np.bincount(ed, minlength=U))[ed]
+        per_unit = np.bincount(ed, minlength=U)
+        rank = np.arange(E) - (np.cumsum(per_unit) - per_unit)[ed]  # k-th mask of its unit
         infill = (n_tok[ed] - masked + K).tolist()
         types = [[] for _ in range(E)]
         for e, t in zip(sx.tolist(), st.tolist()):
