@@ -100,30 +100,38 @@ def main() -> None:
     print(f"embed: {emb['distinct_texts']} distinct texts, {emb['encoded']} encoded "
           f"({emb['sentences_per_second']} sentences/s), load {emb['load_seconds']} s")
 
-    rows = []
+    rows, per_size = [], {}
     for arch, frac in arms:
         params = deep_merge(base, {"arch": arch, "train_fraction": frac})
-        d = dict(dirs)
-        t_win, win = run("windows", params, f"{frac}", d)
+        if frac not in per_size:  # windows and baselines are shared by every arch of a size
+            d = dict(dirs)
+            t_win, win = run("windows", params, f"{frac}", d)
+            t_base, bl = run("baselines", params, f"{frac}", d)
+            per_size[frac] = (d, t_win, t_base)
+            print(f"windows f={frac}: {win['train_windows']} train / {win['val_windows']} val / "
+                  f"{win['test_windows']} test windows; baselines {t_base:.1f} s")
+        d = dict(per_size[frac][0])
         t_tr, tr = run("train", params, f"{arch}-{frac}", d)
         t_ev, ev = run("evaluate", params, f"{arch}-{frac}", d)
-        rows.append((arch, frac, t_win, t_tr, t_ev, win, tr, ev))
+        rows.append((arch, frac, t_tr, t_ev, tr, ev))
 
     e = times["embed"]
     print(f"\nwall time per stage (ratio to embed = {e:.1f} s, the shared pass):")
     print(f"  prepare   {times['prepare']:7.1f} s  x{times['prepare'] / e:.2f}")
     print(f"  embed     {e:7.1f} s  x1.00")
-    total_arm = 0.0
-    for arch, frac, t_win, t_tr, t_ev, win, tr, ev in rows:
-        total_arm += t_win + t_tr + t_ev
-        print(f"  {arch:11s} f={frac:<6} windows {t_win:5.1f} s  train {t_tr:6.1f} s "
+    total = sum(t_win + t_base for _, t_win, t_base in per_size.values())
+    for frac, (_, t_win, t_base) in per_size.items():
+        print(f"  windows f={frac:<6} {t_win:5.1f} s   baselines {t_base:5.1f} s")
+    for arch, frac, t_tr, t_ev, tr, ev in rows:
+        total += t_tr + t_ev
+        print(f"  {arch:11s} f={frac:<6} train {t_tr:6.1f} s "
               f"(x{t_tr / e:.2f}; {tr['epochs_run']} epochs, best {tr['best_epoch']}, "
               f"{tr['train_windows']} windows, {tr['parameters']} params)  evaluate {t_ev:5.1f} s")
-    print(f"  all arms above: {total_arm:.1f} s; with prepare+embed: "
-          f"{total_arm + times['prepare'] + e:.1f} s")
+    print(f"  everything after embed: {total:.1f} s; with prepare+embed: "
+          f"{total + times['prepare'] + e:.1f} s (one seed)")
 
     print("\ntest windows: model vs baselines (ratio to mean_context, same windows):")
-    for arch, frac, _, _, _, win, tr, ev in rows:
+    for arch, frac, _, _, tr, ev in rows:
         ref_mrr, ref_cos = ev["mean_context.mrr"], ev["mean_context.cosine"]
         print(f"  {arch} train_fraction={frac} ({ev['test_windows']} windows, "
               f"{ev['candidates']} candidates; latency batch1 {ev['latency_ms_batch1']} ms, "

@@ -108,7 +108,7 @@ def test_csv_and_jsonl_documents(tmp_path):
 
 def test_full_chain_writes_paired_item_scores_for_model_and_baselines(tmp_path, corpus):
     c = chain(tmp_path, corpus, arch="amn")
-    for name in ("prepare", "embed", "windows", "train"):
+    for name in ("prepare", "embed", "windows", "train", "baselines"):
         c.run(name)
     summary = c.run("evaluate")
     t = read_item_scores(c.dirs["evaluate"] / "item_scores.parquet").to_pandas()
@@ -125,6 +125,16 @@ def test_full_chain_writes_paired_item_scores_for_model_and_baselines(tmp_path, 
     assert summary["copy_last.cosine"] == pytest.approx(
         t[(t.system == "copy_last") & (t.metric == "cosine")].value.mean(), abs=1e-5)
     assert summary["latency_ms_batch1"] > 0 and summary["latency_ms_batch256"] > 0
+    # the baselines' per-window cosines are the exact ones, from the embeddings by hand
+    vecs = np.load(c.dirs["embed"] / "embeddings.npy").astype(np.float64)
+    w = np.load(c.dirs["windows"] / "test.npy")
+    unit = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+    mean = vecs[w[:, :-1]].mean(axis=1)
+    want = {"copy_last": (unit[w[:, -2]] * unit[w[:, -1]]).sum(1),
+            "mean_context": (mean * unit[w[:, -1]]).sum(1) / np.linalg.norm(mean, axis=1)}
+    for system, expected in want.items():
+        got = t[(t.system == system) & (t.metric == "cosine")].value.to_numpy()
+        np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
 def test_recipe_declarations_match_the_contract():
@@ -133,6 +143,8 @@ def test_recipe_declarations_match_the_contract():
     embed = RECIPE.stage("embed")
     assert "train_fraction" not in embed.params and "arch" not in embed.params
     assert not embed.seeded and RECIPE.stage("train").seeded
+    base = RECIPE.stage("baselines")  # shared across arch and seed: one ridge fit per size
+    assert not base.seeded and "arch" not in base.params and "train" not in base.needs
     assert RECIPE.stage("train").checkpoints and RECIPE.stage("evaluate").emits_scores
     declared = {k for s in RECIPE.stages for k in s.params}
     assert declared == set(LvmParams.model_fields)

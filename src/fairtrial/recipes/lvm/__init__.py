@@ -56,8 +56,10 @@ RECIPE = Recipe(
         Stage("train", stages.train, version="1", params=("arch", "model", "train"),
               needs=("embed", "windows"), seeded=True, checkpoints=True, oom=_halve_batch,
               resources=Resources(cpus=1, memory_gb=1.5)),
-        Stage("evaluate", stages.evaluate, version="1", params=("baselines",),
-              needs=("prepare", "embed", "windows", "train"), emits_scores=True,
+        Stage("baselines", stages.baselines, version="1", params=("baselines",),
+              needs=("embed", "windows"), resources=Resources(cpus=1, memory_gb=1)),
+        Stage("evaluate", stages.evaluate, version="1", params=(),
+              needs=("prepare", "embed", "windows", "train", "baselines"), emits_scores=True,
               resources=Resources(cpus=1, memory_gb=1.5)),
     ),
     metrics=(

@@ -1,4 +1,4 @@
-"""The lvm stage functions: prepare -> embed -> windows -> train -> evaluate.
+"""The lvm stage functions: prepare -> embed -> windows -> train, baselines -> evaluate.
 
 Each reads its params from ctx.params, its upstream artifacts from ctx.inputs, writes under ctx.out
 and returns a small summary. Expected failures (bad data, bad params) raise StageError with the
@@ -301,13 +301,37 @@ def _latency_ms(model, contexts: np.ndarray, batch: int, device: str, repeats: i
     return round(1000 * float(np.median(times)), 3)
 
 
-# -- 5. evaluate -----------------------------------------------------------------------------
+# -- 5. baselines ----------------------------------------------------------------------------
+
+BASELINES = ("copy_last", "mean_context", "ridge")
+
+
+def baselines(ctx) -> dict:
+    """Trivial baselines' predictions for the test windows. A stage of its own because it depends
+    on the windows (train_fraction) but not on the architecture or seed: one fit serves them all."""
+    p = parse(ctx.params).baselines
+    vectors = load_vectors(ctx.inputs["embed"])
+    win_dir = ctx.inputs["windows"]
+    test_w = np.load(win_dir / "test.npy")
+    ctx_t, _ = gather(vectors, test_w) if len(test_w) else (np.empty((0, 1, vectors.shape[1])),
+                                                             None)
+    tr_ctx, tr_tgt = _windows_arrays(vectors, win_dir, "train")
+    t0 = time.perf_counter()
+    ridge = scoring.Ridge(p.ridge_alpha).fit(tr_ctx, tr_tgt)
+    fit_s = time.perf_counter() - t0
+    preds = {"copy_last": scoring.copy_last(ctx_t), "mean_context": scoring.mean_context(ctx_t),
+             "ridge": ridge.predict(ctx_t)}
+    np.savez(ctx.out / "predictions.npz", **{k: v.astype(np.float32) for k, v in preds.items()})
+    return {"test_windows": len(test_w), "ridge_train_windows": len(tr_ctx),
+            "ridge_fit_seconds": round(fit_s, 2)}
+
+
+# -- 6. evaluate -----------------------------------------------------------------------------
 
 def evaluate(ctx) -> dict:
     """Per test window: cosine to the true next vector and the rank of the true next unit among
     all distinct test units except the window's own context; for the model and for the trivial
     baselines, on the same windows."""
-    p = parse(ctx.params)
     vectors = load_vectors(ctx.inputs["embed"])
     win_dir = ctx.inputs["windows"]
     test_w = np.load(win_dir / "test.npy")
@@ -333,10 +357,13 @@ def evaluate(ctx) -> dict:
     t0 = time.perf_counter()
     preds = {"model": predict(model, ctx_t, device=ctx.device)}
     predict_s = time.perf_counter() - t0
-    preds["copy_last"] = scoring.copy_last(ctx_t)
-    preds["mean_context"] = scoring.mean_context(ctx_t)
-    tr_ctx, tr_tgt = _windows_arrays(vectors, win_dir, "train")
-    preds["ridge"] = scoring.Ridge(p.baselines.ridge_alpha).fit(tr_ctx, tr_tgt).predict(ctx_t)
+    with np.load(ctx.inputs["baselines"] / "predictions.npz") as z:
+        for name in BASELINES:
+            if z[name].shape != preds["model"].shape:
+                raise StageError(f"evaluate: baseline {name} has predictions of shape "
+                                 f"{z[name].shape}, the model {preds['model'].shape}: the "
+                                 "baselines artifact belongs to other windows")
+            preds[name] = z[name]
 
     digest = eval_set_digest(test_ids)
     doc_ids = [i.rsplit("#", 1)[0] for i in test_ids]
