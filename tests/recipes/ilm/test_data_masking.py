@@ -169,16 +169,15 @@ def test_long_documents_are_cut_into_pieces(tmp_path, onestop):
     tok = T.train_bpe((t for _, t in docs), vocab_size=400)
     tok.save_pretrained(str(tmp_path / "tok"))
     meta = build_shards(iter(docs), tmp_path / "s", tmp_path / "tok" / "tokenizer.json",
-                        n_masks=1, records=True, max_doc_tokens=64)
+                        n_masks=1, records=True, max_doc_tokens=256)
     sh = ExampleShards(tmp_path / "s")
     items = sh.items()
     assert meta["n_docs"] == 6 and len(items) > 6
     assert meta["n_pieces"] == len(items) + meta["docs_without_mask"]
     assert all("#" in r["item_id"] for r in items)
-    # context tokens (without blanks) + answers <= the piece, which is at most 64 tokens unless
-    # one sentence is longer
+    # an example holds its piece's tokens once (context + answers) plus 2 per span and 2 more
     n_text = sh.lengths() - 2 * np.array([r["n_spans"] for r in items]) - 2
-    assert np.median(n_text) <= 64
+    assert n_text.max() <= 256 and n_text.mean() > 128
 
 
 def test_add_many_splits_shards_like_add(tmp_path):
