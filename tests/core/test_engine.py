@@ -154,7 +154,8 @@ def test_detach_lock_stop_and_resume(cli, make_study):
     assert "stopped study" in p.stdout
     st = status_json(cli)
     assert st["supervisor"] is None
-    assert not any(r["state"] in ("running", "lost") for r in st["runs"].values())
+    bad = [r for r in st["runs"].values() if r["state"] in ("running", "lost")]
+    assert not bad, bad
     p = cli("stop", check=3)
     assert "nothing to stop" in p.stderr
     cli("run", study, check=0)

@@ -396,7 +396,7 @@ class Supervisor:
         self.on_event("lost", {"key": key, "stage": self.plan.nodes[key].stage, "error": msg})
 
     def _interrupt_all(self) -> None:
-        for w in self.workers:
+        for w in list(self.workers):  # _stop_worker removes from the list
             if w.task is not None:
                 key = w.task["key"]
                 self._stop_worker(w)
