@@ -19,7 +19,7 @@ from fairtrial.analysis.compare import Comparison, decision_draws, estimate, fin
 from fairtrial.analysis.decision import INCONCLUSIVE, REFUTED, SUPPORTED
 from fairtrial.analysis.design import AnalysisContext, AnalysisInputError, StudyDesign
 from fairtrial.analysis.findings import Finding
-from fairtrial.analysis.inputs import MODEL, pair, series, validate
+from fairtrial.analysis.inputs import MODEL, keys, pair, series, validate
 from fairtrial.analysis.result import AnalysisResult
 from fairtrial.analysis import shapes
 from fairtrial.stats.bootstrap import N_RESAMPLES, SEED
@@ -36,8 +36,10 @@ def analyze(scores: pd.DataFrame, design: StudyDesign, context: AnalysisContext 
     dec = design.decision
     level = 1 - dec.alpha
 
-    findings, baselines = integrity.run_all(df, design, context, seed)
-    df = df[df["arm"].isin(list(design.arms))]
+    arms_seen = set(df["arm"].unique())
+    if arms_seen - set(design.arms):
+        df = df[df["arm"].isin(list(design.arms))]
+    findings, baselines = integrity.run_all(df, design, context, seed, arms_seen)
     void_sets = integrity.blocked_sets(findings)
 
     # ---- arm summaries: every arm x metric x eval set x system the report shows
@@ -47,17 +49,17 @@ def analyze(scores: pd.DataFrame, design: StudyDesign, context: AnalysisContext 
     if design.pairwise:
         metrics.append(design.pairwise.metric)
     metrics = list(dict.fromkeys(metrics))
+    have_metrics = {m for _, m, _, _ in keys(df)}
     for m in metrics[1:]:
-        if not (df["metric"] == m).any():
+        if m not in have_metrics:
             findings.append(Finding("warning", "metric_without_scores",
                                     f"metric {m!r} (named in the study) has no item scores", {"metric": m}))
     summaries = []
-    keys = df[df["metric"].isin(metrics)][["arm", "metric", "eval_set", "system"]].drop_duplicates()
     order = {a: i for i, a in enumerate(design.arms)}
-    keys = sorted(keys.itertuples(index=False),
-                  key=lambda k: (order[k.arm], metrics.index(k.metric), k.eval_set, k.system != MODEL, k.system))
-    for k in keys:
-        s = shapes.summarize(df, k.arm, k.metric, k.eval_set, k.system, level, n_resamples, seed)
+    cells = sorted(((a, m, sy, e) for a, m, sy, e in keys(df) if m in metrics),
+                   key=lambda k: (order[k[0]], metrics.index(k[1]), k[3], k[2] != MODEL, k[2]))
+    for arm, metric, system, eval_set in cells:
+        s = shapes.summarize(df, arm, metric, eval_set, system, level, n_resamples, seed)
         if s is not None:
             summaries.append(s)
 
@@ -89,7 +91,7 @@ def analyze(scores: pd.DataFrame, design: StudyDesign, context: AnalysisContext 
     secondary = []
     if not one_sample:
         for metric in design.endpoint.secondary:
-            if not (df["metric"] == metric).any():
+            if metric not in have_metrics:
                 continue
             try:
                 direction = design.direction(metric)
@@ -141,8 +143,10 @@ def analyze(scores: pd.DataFrame, design: StudyDesign, context: AnalysisContext 
 def _hypothesis_pairs(df: pd.DataFrame, design: StudyDesign,
                       one_sample: bool) -> list[tuple[str | None, str, str]]:
     """(reference, arm, eval_set) of every decided comparison, in a stable order."""
-    ep = df[(df["metric"] == design.endpoint.metric) & (df["system"] == MODEL)]
-    sets = {a: set(g["eval_set"]) for a, g in ep.groupby("arm")}
+    sets: dict[str, set[str]] = {}
+    for a, m, sy, e in keys(df):
+        if m == design.endpoint.metric and sy == MODEL:
+            sets.setdefault(a, set()).add(e)
     arms = [a for a in design.arms if a in sets]
     if one_sample:
         pairs = [(None, a) for a in arms]

@@ -94,16 +94,21 @@ _CACHE: dict[int, tuple[weakref.ref, dict]] = {}
 
 
 def _groups(df: pd.DataFrame) -> dict:
-    """(arm, metric, system) -> rows, computed once per table: filtering a large table by three
-    string columns for every series is what made the analysis slow."""
+    """(arm, metric, system, eval_set) -> rows, computed once per table: filtering a large table
+    by four string columns for every series is what made the analysis slow."""
     hit = _CACHE.get(id(df))
     if hit is not None and hit[0]() is df:
         return hit[1]
-    groups = {k: g for k, g in df.groupby(["arm", "metric", "system"], sort=False)}
+    groups = {k: g for k, g in df.groupby(["arm", "metric", "system", "eval_set"], sort=False)}
     for key in [k for k, (ref, _) in _CACHE.items() if ref() is None]:
         del _CACHE[key]
     _CACHE[id(df)] = (weakref.ref(df), groups)
     return groups
+
+
+def keys(df: pd.DataFrame) -> list[tuple[str, str, str, str]]:
+    """Every (arm, metric, system, eval_set) with scores."""
+    return list(_groups(df))
 
 
 def series(df: pd.DataFrame, arm: str, metric: str, eval_sets: str | list[str],
@@ -111,10 +116,11 @@ def series(df: pd.DataFrame, arm: str, metric: str, eval_sets: str | list[str],
     """replicate x item table of one arm's values. With several eval sets the items are keyed
     "eval_set/item_id" so that equal ids from different sets stay apart."""
     sets = [eval_sets] if isinstance(eval_sets, str) else list(eval_sets)
-    sub = _groups(df).get((arm, metric, system))
-    if sub is None:
+    groups = _groups(df)
+    parts = [groups[(arm, metric, system, e)] for e in sets if (arm, metric, system, e) in groups]
+    if not parts:
         return pd.DataFrame()
-    sub = sub[sub["eval_set"].isin(sets)]
+    sub = parts[0] if len(parts) == 1 else pd.concat(parts)
     key = sub["item_id"] if len(sets) == 1 else sub["eval_set"] + "/" + sub["item_id"]
     return sub.assign(_key=key).pivot(index="replicate", columns="_key", values="value")
 
@@ -140,10 +146,15 @@ def pair(tables: list[pd.DataFrame], broadcast_seedless: bool = False) -> Paired
         if broadcast_seedless and not set(seeds) & set(t.index):
             t = pd.DataFrame([t.mean(axis=0)] * len(seeds), index=seeds)
         aligned.append(t.loc[seeds])
-    cols = set.intersection(*(set(t.columns[t.notna().all(axis=0)]) for t in aligned))
-    every = set.union(*(set(t.columns) for t in aligned))
-    items = sorted(cols)
-    x = np.stack([t[items].to_numpy(dtype=np.float64) for t in aligned]) if items else \
+    # pandas Index set operations are hashed: much faster than Python sets of item ids
+    common = aligned[0].columns[aligned[0].notna().to_numpy().all(axis=0)]
+    every = aligned[0].columns
+    for t in aligned[1:]:
+        common = common.intersection(t.columns[t.notna().to_numpy().all(axis=0)])
+        every = every.union(t.columns)
+    items = common.sort_values()
+    x = np.stack([t[items].to_numpy(dtype=np.float64) for t in aligned]) if len(items) else \
         np.empty((len(tables), len(seeds), 0))
-    return Paired(x=x, seeds=seeds, items=items, dropped_items=len(every) - len(items),
+    return Paired(x=x, seeds=seeds, items=[str(i) for i in items],
+                  dropped_items=len(every) - len(items),
                   dropped_seeds=[s for s in all_seeds if s not in seeds])

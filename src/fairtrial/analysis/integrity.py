@@ -12,7 +12,7 @@ import pandas as pd
 from fairtrial.analysis.compare import Comparison, estimate, finish
 from fairtrial.analysis.design import AnalysisContext, StudyDesign
 from fairtrial.analysis.findings import Finding
-from fairtrial.analysis.inputs import MODEL, pair, series
+from fairtrial.analysis.inputs import MODEL, keys, pair, series
 
 BASELINE_RESAMPLES = 2_000    # the baseline check needs a rough interval, not a precise one
 
@@ -21,16 +21,19 @@ def _endpoint_rows(df: pd.DataFrame, design: StudyDesign) -> pd.DataFrame:
     return df[(df["metric"] == design.endpoint.metric) & (df["system"] == MODEL)]
 
 
-def check_arms(df: pd.DataFrame, design: StudyDesign, complete: bool = True) -> list[Finding]:
-    """Scores from arms the design does not declare; declared arms without endpoint scores."""
+def check_arms(df: pd.DataFrame, design: StudyDesign, complete: bool = True,
+               arms_seen: set[str] | None = None) -> list[Finding]:
+    """Scores from arms the design does not declare (`arms_seen`: the arms of the table before
+    those were dropped); declared arms without endpoint scores."""
     out = []
-    unknown = sorted(set(df["arm"]) - set(design.arms))
+    seen = arms_seen if arms_seen is not None else set(df["arm"].unique())
+    unknown = sorted(seen - set(design.arms))
     if unknown:
         out.append(Finding("warning", "unknown_arm",
                            f"item scores for arms the study does not declare: {unknown}; they are "
                            "left out (was an arm renamed or removed from the study file?)",
                            {"arms": unknown}))
-    have = set(_endpoint_rows(df, design)["arm"])
+    have = {a for (a, m, sy, _) in keys(df) if m == design.endpoint.metric and sy == MODEL}
     absent = [a for a in design.arms if a not in have]
     if absent:
         sev = "warning" if complete else "info"
@@ -210,13 +213,13 @@ def check_baselines(df: pd.DataFrame, design: StudyDesign, seed: int,
     model is no better at all, a warning when the interval includes no improvement."""
     out, comps = [], []
     metric = design.endpoint.metric
-    rows = df[df["metric"] == metric]
     arms = list(arms) if arms is not None else list(design.arms)
     alpha = design.decision.alpha
+    ks = keys(df)
     for arm in arms:
-        a = rows[rows["arm"] == arm]
-        for system in sorted(set(a["system"]) - {MODEL}):
-            for eval_set in sorted(set(a.loc[a["system"] == system, "eval_set"])):
+        systems = sorted({sy for (a, m, sy, _) in ks if a == arm and m == metric and sy != MODEL})
+        for system in systems:
+            for eval_set in sorted({e for (a, m, sy, e) in ks if (a, m, sy) == (arm, metric, system)}):
                 model = series(df, arm, metric, eval_set)
                 base = series(df, arm, metric, eval_set, system=system)
                 if model.empty or base.empty:
@@ -227,7 +230,8 @@ def check_baselines(df: pd.DataFrame, design: StudyDesign, seed: int,
                 c = Comparison(arm=arm, reference=f"baseline:{system}", metric=metric,
                                eval_set=eval_set, direction=design.endpoint.direction,
                                role="baseline", effect="absolute")
-                d = estimate(c, p.x[::-1].copy(), n_resamples=BASELINE_RESAMPLES, seed=seed)
+                d = estimate(c, p.x[::-1].copy(), n_resamples=BASELINE_RESAMPLES, seed=seed,
+                             signflip=False)
                 finish(c, d, 1 - alpha, decide=False)
                 comps.append(c)
                 lo, _ = c.diff_ci
@@ -252,12 +256,13 @@ def check_baselines(df: pd.DataFrame, design: StudyDesign, seed: int,
     return out, comps
 
 
-def run_all(df: pd.DataFrame, design: StudyDesign, context: AnalysisContext,
-            seed: int) -> tuple[list[Finding], list[Comparison]]:
-    """Every check, in the order the report lists them (errors sort first later)."""
+def run_all(df: pd.DataFrame, design: StudyDesign, context: AnalysisContext, seed: int,
+            arms_seen: set[str] | None = None) -> tuple[list[Finding], list[Comparison]]:
+    """Every check, in the order the report lists them (errors sort first later). `df` holds the
+    declared arms only; `arms_seen` every arm the table had."""
     findings: list[Finding] = []
-    findings += check_arms(df, design, context.complete)
-    known = df[df["arm"].isin(list(design.arms))]
+    findings += check_arms(df, design, context.complete, arms_seen)
+    known = df
     findings += check_eval_items(known, design)
     findings += check_seeds(known, design, context.complete)
     findings += check_min_items(known, design)

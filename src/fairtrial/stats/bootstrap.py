@@ -40,7 +40,7 @@ from scipy import stats as sps
 
 N_RESAMPLES = 10_000          # default number of bootstrap resamples
 SEED = 20240601               # default bootstrap seed: reports are reproducible
-EXACT_BUDGET = 10_000_000     # "auto" draws items exactly while n_resamples * N stays below this
+EXACT_BUDGET = 2_000_000      # "auto" draws items exactly while n_resamples * N stays below this
 NORMAL_MIN_ITEMS = 1_000      # ... and never uses the normal path below this many items
 CHUNK_CELLS = 4_000_000       # exact path: resamples per chunk so one chunk holds ~this many counts
 T_CORRECTION = True           # widen the seed level for its few degrees of freedom (_seed_scale)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats as sps
 
-EXACT_BUDGET = 20_000_000     # random signs drawn while n_resamples * N stays below this
+EXACT_BUDGET = 2_000_000      # random signs drawn while n_resamples * N stays below this
 CHUNK_CELLS = 4_000_000
 
 
