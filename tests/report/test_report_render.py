@@ -77,3 +77,24 @@ def test_chromium_renders_the_report(tmp_path, cefr):
         assert im.size == (1200, 1600)
         # a rendered page is not blank: many distinct colours (tables, plot, headline bar)
         assert len(im.convert("RGB").getcolors(maxcolors=1 << 20) or []) > 50
+
+
+def test_done_when_known_effect_to_verdict_to_html():
+    # arm is 0.5 better on a mean of 10 (+5%), margin 2%: supported, interval covering +5%
+    from fairtrial.analysis import Decision, Endpoint, StudyDesign, analyze
+    from fairtrial.analysis.synthetic import make_scores
+
+    df = make_scores({"ctrl": 0.0, "arm": 0.5}, n_items=300, mean=10.0, seed_sd=0.02,
+                     baselines={"majority": -3.0})
+    d = StudyDesign(question="Does arm beat ctrl by 2% or more?", arms={"ctrl": {}, "arm": {}},
+                    control="ctrl", endpoint=Endpoint("score", "higher"),
+                    decision=Decision(min_effect=0.02))
+    r = analyze(df, d, n_resamples=2000)
+    c = r.comparisons[0]
+    assert r.verdict == "supported" and c.rel_ci[0] <= 0.05 <= c.rel_ci[1]
+    html = render_html(r)
+    for section in ("Integrity checks", "Comparisons", "Arms", "Models against their trivial baselines",
+                    "Provenance"):
+        assert f">{section}" in html
+    assert len(_pngs(html)) == 2          # forest plot, endpoint per arm
+    assert "Supported: arm vs ctrl on test: score improved by +" in html

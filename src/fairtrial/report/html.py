@@ -38,13 +38,12 @@ def render_html(result) -> str:
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{e(title)}: "
              f"{e(result.verdict)}</title><style>{CSS}</style></head><body>",
              f"<h1>fairtrial report: {e(title)}</h1>"]
-    n_img = 0
     for b in build(result):
         if isinstance(b, Para):
             cls = b.kind + (f" v-{result.verdict}" if b.kind == "headline" else "")
             parts.append(f"<p class='{e(cls)}'>{e(b.text)}</p>")
         elif isinstance(b, Heading):
-            parts.append(f"<h{b.level + 0}>{e(b.text)}</h{b.level}>")
+            parts.append(f"<h{b.level}>{e(b.text)}</h{b.level}>")
         elif isinstance(b, Table):
             head = "".join(f"<th>{e(h)}</th>" for h in b.header)
             body = []
@@ -56,7 +55,6 @@ def render_html(result) -> str:
         elif isinstance(b, Image):
             png = b.render()
             if png:
-                n_img += 1
                 data = base64.b64encode(png).decode()
                 parts.append(f"<figure><img alt='{e(b.title)}' src='data:image/png;base64,{data}'>"
                              f"<figcaption>{e(b.title)}</figcaption></figure>")
