@@ -14,18 +14,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from fairtrial.recipes.api import Metric, Recipe, Resources, Stage, StageError
+from fairtrial.recipes.api import Metric, Recipe, Resources, Stage
 from fairtrial.recipes.lvm import stages
 from fairtrial.recipes.lvm.params import LvmParams, parse
 
 
 def _data_files(params: dict[str, Any]):
+    """Called by the planner (before any stage runs): a missing data set is bad input."""
+    from fairtrial.errors import UserError
     from fairtrial.recipes.lvm.corpus import resolve_source
 
     try:
         return [resolve_source(parse(params).data.source)]
     except ValueError as e:
-        raise StageError(f"data: {e}") from e
+        raise UserError(f"params.data: {e}") from e
 
 
 def _halve_batch(params: dict[str, Any]) -> dict[str, Any] | None:
