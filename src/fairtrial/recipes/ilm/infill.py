@@ -6,8 +6,9 @@ Blanks in the text:
                          a typed blank
   <|blank_word|> ...     the blank tokens themselves
 The text is tokenized with the blanks as the ILM blank tokens, `<|start_infill|>` is appended, and
-the model samples until it has closed one answer per blank with `<|end_infill|>` (or it emits
-`<|endoftext|>`, or `max_new_tokens` run out: a blank it did not answer is filled with nothing).
+the model samples until it has closed one answer per blank with `<|end_infill|>` (blank tokens,
+`<|start_infill|>` and `<|endoftext|>` are banned meanwhile); if `max_new_tokens` run out first, a
+blank it did not answer is filled with nothing.
 The answers are put in place at the token level, replacing each blank token with its answer's
 tokens, and the whole sequence is decoded: the spacing is then whatever the model learnt from the
 training examples, not a guess made here.
@@ -96,22 +97,35 @@ def infill_with_answers(model_dir: str | Path, text_with_blanks: str, *,
         def __call__(self, input_ids, scores, **kwargs):
             return (input_ids[:, len(prompt):] == end_id).sum(dim=1) >= n_blanks
 
-    # an answer is plain text: blanks and <|start_infill|> inside one would make no sense
-    banned = [[ids[k]] for k in BLANK_TOKENS] + [[ids["start_infill"]]]
-    x = torch.tensor([prompt], device=device)
+    # an answer is plain text: blanks and <|start_infill|> inside one would make no sense; and
+    # <|endoftext|> before the last blank is answered would leave blanks empty, so it is banned
+    # too (a model trained mostly on one-blank examples tends to stop after the first answer)
+    # (suppress_tokens, not bad_words_ids: generate() silently drops eos from bad_words_ids)
+    banned = [ids[k] for k in BLANK_TOKENS] + [ids["start_infill"], ids["eos"]]
+    x = torch.tensor([prompt] * n, device=device)  # n rows sample independently
     sample = temperature > 0
-    gen_kwargs = dict(do_sample=sample, max_new_tokens=max_new, num_return_sequences=n,
-                      eos_token_id=ids["eos"], pad_token_id=ids["eos"], bad_words_ids=banned,
+    gen_kwargs = dict(do_sample=sample, max_new_tokens=max_new,
+                      eos_token_id=ids["eos"], pad_token_id=ids["eos"], suppress_tokens=banned,
                       stopping_criteria=StoppingCriteriaList([AllBlanksAnswered()]),
                       attention_mask=torch.ones_like(x))
     if sample:
         gen_kwargs.update(temperature=temperature, top_k=top_k or 0, top_p=top_p or 1.0)
     else:
         gen_kwargs.update(temperature=None, top_k=None, top_p=None)
-    with torch.random.fork_rng(devices=[] if device == "cpu" else None):
-        torch.manual_seed(seed)
-        with torch.no_grad():
-            out = model.generate(x, **gen_kwargs)
+    # GPT-2 warns about padding whenever pad == eos ids appear during generation; the rows here
+    # are never padded (all the same prompt), so the warning would only mislead the user
+    import logging
+
+    quiet = logging.getLogger("transformers.modeling_utils")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with torch.random.fork_rng(devices=[] if device == "cpu" else None):
+            torch.manual_seed(seed)
+            with torch.no_grad():
+                out = model.generate(x, **gen_kwargs)
+    finally:
+        quiet.setLevel(level)
 
     blank_ids = {ids[k] for k in BLANK_TOKENS}
     results = []
