@@ -177,3 +177,33 @@ def test_train_stage_resumes_from_its_checkpoint_dir(world, tmp_path):
     train_stage(again)
     assert again.progress_calls[0][0] == 5  # resumed after the step-4 checkpoint
     assert losses(again) == pytest.approx(losses(straight), abs=1e-6)
+
+
+def test_infill_does_not_stop_before_every_blank_is_answered(trained, tmp_path):
+    """A model rigged to prefer <|endoftext|> above all (then <|end_infill|>, then one word) must
+    still close every blank: eos is suppressed until then, so the word shows up in answers."""
+    import torch
+
+    from fairtrial.recipes.ilm.model import load_model, save_model
+    from fairtrial.recipes.ilm.tokenizer import special_ids
+
+    model, tok = load_model(trained.out / "model")
+    ids = special_ids(tok)
+    word = tok(" to", add_special_tokens=False)["input_ids"][0]
+    assert word not in ids.values()
+    with torch.no_grad():
+        # every position's final hidden state becomes v (ln_f weight 0, bias v); logits = wte @ v
+        v = torch.zeros(model.config.n_embd)
+        v[0] = 1.0
+        model.transformer.ln_f.weight.zero_()
+        model.transformer.ln_f.bias.copy_(v)
+        wte = model.transformer.wte.weight
+        wte[:, 0] = 0.0
+        wte[ids["eos"], 0], wte[ids["end_infill"], 0], wte[word, 0] = 12.0, 10.0, 10.0
+    save_model(model, tok, tmp_path / "rigged", {})
+    results = infill_with_answers(tmp_path / "rigged", "She _ to _ every _ .", temperature=1.0,
+                                  top_p=1.0, n=6, seed=0, max_new_tokens=30)
+    answers = [a for _, row in results for a in row]
+    assert len(answers) == 18
+    piece = tok.decode([word]).strip()
+    assert any(piece in a for a in answers)  # without suppression: eos first, all empty
