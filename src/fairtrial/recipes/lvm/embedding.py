@@ -61,7 +61,7 @@ class SentenceTransformerEncoder:
         get_dim = (getattr(self.model, "get_embedding_dimension", None)  # sentence-transformers 5
                    or getattr(self.model, "get_sentence_embedding_dimension", None))
         self.dim = int(get_dim()) if get_dim else int(self.model.encode(["x"]).shape[1])
-        self.key = f"st:{name}:{max_seq_length or ''}"
+        self.key = encoder_key(name, max_seq_length)
 
     def encode(self, texts: list[str], batch_size: int = 64, normalize: bool = True,
                on_batch: Callable[[int], None] | None = None) -> np.ndarray:
@@ -98,6 +98,15 @@ def _model_location(name: str) -> Path | str:
     return name
 
 
+def encoder_key(name: str, max_seq_length: int | None = None) -> str:
+    """The cache key of an encoder, known without loading it (so a fully cached run never loads
+    the model). Checks what can be checked cheaply: the random:<dim> syntax, a model path."""
+    if name.startswith("random:"):
+        return load_encoder(name).key
+    _model_location(name)
+    return f"st:{name}:{max_seq_length or ''}"
+
+
 def load_encoder(name: str, device: str = "cpu", max_seq_length: int | None = None):
     if name.startswith("random:"):
         try:
@@ -120,12 +129,17 @@ class VectorCache:
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "KEY").write_text(f"{encoder_key}|normalize={normalize}\n")
 
-    def get(self, digests: list[str], dim: int) -> dict[str, np.ndarray]:
+    def get(self, digests: list[str], dim: int | None = None
+            ) -> tuple[dict[str, np.ndarray], int | None]:
+        """(digest -> vector for the digests found, the cache's dimension or None when empty).
+        `dim`: the model's dimension when known; every shard must have it."""
         want = set(digests)
         found: dict[str, np.ndarray] = {}
         for shard in sorted(self.folder.glob("shard-*.npz")):
             with np.load(shard) as z:
                 vecs, keys = z["vectors"], z["digests"]
+                if dim is None:
+                    dim = vecs.shape[1]
                 if vecs.shape[1] != dim:
                     raise ValueError(
                         f"embedding cache {shard} holds {vecs.shape[1]}-d vectors but the model "
@@ -134,7 +148,7 @@ class VectorCache:
                 for k, v in zip(keys.tolist(), vecs):
                     if k in want:
                         found[k] = v
-        return found
+        return found, dim
 
     def put(self, digests: list[str], vectors: np.ndarray) -> None:
         if not digests:

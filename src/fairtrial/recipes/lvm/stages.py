@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from fairtrial.recipes.api import StageError
 from fairtrial.recipes.lvm import corpus, scoring
-from fairtrial.recipes.lvm.embedding import VectorCache, load_encoder, text_digest
+from fairtrial.recipes.lvm.embedding import VectorCache, encoder_key, load_encoder, text_digest
 from fairtrial.recipes.lvm.params import parse
 from fairtrial.recipes.lvm.split import assign_splits, nested_subset, train_order
 from fairtrial.recipes.lvm.windows import build_windows, gather
@@ -113,16 +113,10 @@ def embed(ctx) -> dict:
         first.setdefault(d, t)
     uniq = list(first)
 
-    t0 = time.perf_counter()
     try:
-        enc = load_encoder(p.model, device=ctx.device, max_seq_length=p.max_seq_length)
-    except ValueError as e:
-        raise StageError(str(e)) from e
-    load_s = time.perf_counter() - t0
-
-    cache = VectorCache(Path(p.cache_dir), enc.key, p.normalize) if p.cache_dir else None
-    try:
-        known = cache.get(uniq, enc.dim) if cache else {}
+        key = encoder_key(p.model, p.max_seq_length)
+        cache = VectorCache(Path(p.cache_dir), key, p.normalize) if p.cache_dir else None
+        known, dim = cache.get(uniq) if cache else ({}, None)
     except ValueError as e:
         raise StageError(str(e)) from e
     todo = [d for d in uniq if d not in known]
@@ -132,23 +126,38 @@ def embed(ctx) -> dict:
         done[0] += n
         ctx.progress(done[0], len(todo), "sentences", "embedding")
 
-    t1 = time.perf_counter()
-    new = enc.encode([first[d] for d in todo], batch_size=p.batch_size, normalize=p.normalize,
-                     on_batch=on_batch) if todo else np.empty((0, enc.dim), np.float32)
-    encode_s = time.perf_counter() - t1
-    if cache:
-        cache.put(todo, new)
+    load_s = encode_s = 0.0
+    if todo:  # a fully cached run never loads the model
+        t0 = time.perf_counter()
+        try:
+            enc = load_encoder(p.model, device=ctx.device, max_seq_length=p.max_seq_length)
+        except ValueError as e:
+            raise StageError(str(e)) from e
+        load_s = time.perf_counter() - t0
+        if dim is not None and dim != enc.dim:
+            raise StageError(f"embedding cache {cache.folder} holds {dim}-d vectors but the "
+                             f"model gives {enc.dim}-d: the cache belongs to another model; "
+                             "delete it or point embed.cache_dir elsewhere")
+        dim = enc.dim
+        t1 = time.perf_counter()
+        new = enc.encode([first[d] for d in todo], batch_size=p.batch_size,
+                         normalize=p.normalize, on_batch=on_batch)
+        encode_s = time.perf_counter() - t1
+        if cache:
+            cache.put(todo, new)
+    else:
+        new = np.empty((0, dim), np.float32)
     vec_of = dict(known)
     vec_of.update(zip(todo, new))
 
     # Written through a memory map: the file is the artifact, readers open it with mmap_mode="r".
     out = np.lib.format.open_memmap(ctx.out / "embeddings.npy", mode="w+", dtype=p.dtype,
-                                    shape=(len(digests), enc.dim))
+                                    shape=(len(digests), dim))
     for i, d in enumerate(digests):
         out[i] = vec_of[d]
     out.flush()
     del out
-    info = {"model": p.model, "encoder_key": enc.key, "dim": enc.dim, "dtype": p.dtype,
+    info = {"model": p.model, "encoder_key": key, "dim": dim, "dtype": p.dtype,
             "normalize": p.normalize}
     _write_json(ctx.out / "embed.json", info)
     return {**info, "units": len(digests), "distinct_texts": len(uniq), "encoded": len(todo),
