@@ -152,3 +152,19 @@ def test_recipe_declarations_match_the_contract():
     assert new["train"] == {"batch_size": 128, "grad_accum": 2}
     with pytest.raises(Exception, match="extra"):
         LvmParams.model_validate({"arhc": "gru"})
+
+
+def test_levels_filter_chunks_and_group_errors(tmp_path, corpus):
+    c = chain(tmp_path / "a", corpus, data={"source": str(corpus), "levels": ["Adv"],
+                                            "unit_sentences": 2})
+    s = c.run("prepare")
+    units = pq.read_table(c.dirs["prepare"] / "units.parquet").to_pylist()
+    assert s["documents"] == 6 and all(u["doc_id"].startswith("Adv/") for u in units)
+    assert s["units"] == 6 * 5  # 9 sentences in chunks of 2 -> 5 units per document
+    assert units[0]["text"].count("sentence number") == 2
+    with pytest.raises(StageError, match=r"data.levels \['C2'\] matches no document; levels "
+                                         r"present: \['adv', 'ele'\]"):
+        chain(tmp_path / "b", corpus, data={"source": str(corpus), "levels": ["C2"]}).run(
+            "prepare")
+    with pytest.raises(StageError, match="split.group_by = 'author': 12 document"):
+        chain(tmp_path / "c", corpus, split={"group_by": "author"}).run("prepare")
