@@ -197,7 +197,6 @@ def test_kill_worker_mid_stage_resumes(cli, make_study):
     os.kill(pid, signal.SIGKILL)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, out
-    assert "lost" in out
     assert all(v == 1 for v in ends(cli).values()) and len(ends(cli)) == 7
     outcomes = [o for (o,) in db_rows(cli, f"select outcome from attempts where key='{running['key']}'")]
     assert outcomes == ["lost", "done"]
