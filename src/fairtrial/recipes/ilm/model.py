@@ -88,8 +88,9 @@ BYTES_PER_PARAM_TRAINING = 16
 master weights, so this holds under bf16/fp16 autocast too."""
 
 
-def count_parameters(params: ModelParams, vocab_size: int) -> int:
-    """Parameter count without allocating weights: the model is built on the meta device."""
+def model_shape(params: ModelParams, vocab_size: int) -> dict[str, int]:
+    """Parameter count, layers, width and positions without allocating weights: the model is
+    built on the meta device from its config (for a pretrained model, only config.json is read)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -98,7 +99,13 @@ def count_parameters(params: ModelParams, vocab_size: int) -> int:
         model = AutoModelForCausalLM.from_config(config)
     model.resize_token_embeddings(vocab_size, mean_resizing=False)  # no statistics on meta
     # tied input/output embeddings are one tensor: count each tensor once
-    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+    n = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+    return {"n_params": n, "n_layer": int(config.num_hidden_layers),
+            "n_embd": int(config.hidden_size), "n_positions": max_positions(model)}
+
+
+def count_parameters(params: ModelParams, vocab_size: int) -> int:
+    return model_shape(params, vocab_size)["n_params"]
 
 
 def available_memory_gb(device: str) -> float:
@@ -130,8 +137,8 @@ def check_memory(params: ModelParams, n_params: int, device: str,
     return need
 
 
-def activation_gb(params: ModelParams, n_layer: int, n_embd: int, micro_batch: int,
-                  seq_len: int, vocab_size: int) -> float:
+def activation_gb(n_layer: int, n_embd: int, micro_batch: int, seq_len: int,
+                  vocab_size: int) -> float:
     """A rough upper estimate of training activations for one micro-batch in fp32: about 16
     floats per token per layer per channel for a transformer block (attention + MLP, kept for the
     backward pass) plus the logits and their gradient. Good to a factor of two, which is all the

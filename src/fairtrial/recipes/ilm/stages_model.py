@@ -95,11 +95,13 @@ def train_stage(ctx) -> dict[str, Any]:
         raise StageError("examples/valid is empty: the train stage needs validation examples")
 
     try:
-        n_params = M.count_parameters(mp, len(tok))
-        seq = int(min(train_set.lengths().max(), mp.n_positions if mp.pretrained is None
-                      else 1024)) if tp.batching == "bucketed" else tp.pad_to
-        act = M.activation_gb(mp, mp.n_layer, mp.n_embd, tp.micro_batch, seq, len(tok)) \
-            if mp.pretrained is None else 0.0
+        shape = M.model_shape(mp, len(tok))
+        n_params = shape["n_params"]
+        # the widest micro-batch: the longest example (bucketed) or pad_to (padded), cut at the
+        # model's positions
+        seq = min(int(train_set.lengths().max()) if tp.batching == "bucketed" else tp.pad_to,
+                  shape["n_positions"])
+        act = M.activation_gb(shape["n_layer"], shape["n_embd"], tp.micro_batch, seq, len(tok))
         need_gb = M.check_memory(mp, n_params, ctx.device, act)
         model = M.build_model(mp, tok, seed=seed)
     except ValueError as e:
