@@ -457,6 +457,56 @@ def _find_key(ref: str, study: Optional[str], ws, store) -> str:
     return matches[0]
 
 
+# ---------------------------------------------------------------- report
+@app.command()
+def report(study: Path = typer.Argument(..., help="The study file (TOML)."),
+           workspace: Optional[Path] = WorkspaceOpt,
+           out: Optional[Path] = typer.Option(None, help="Folder for report.md and report.html "
+                                                        "(default: the study's folder in the workspace)."),
+           seed: int = typer.Option(20240601, help="Seed of the bootstrap (reports are reproducible)."),
+           resamples: int = typer.Option(10_000, help="Bootstrap resamples."),
+           as_json: bool = typer.Option(False, "--json", help="Print the analysis as JSON.")) -> None:
+    """Analyse a study's item scores and write report.md and a self-contained report.html.
+    The first line is the verdict with its effect and interval; integrity findings come next."""
+    from fairtrial.analysis import AnalysisContext, StudyDesign, analyze
+    from fairtrial.collect import gather
+    from fairtrial.report import render_html, render_markdown
+    from fairtrial.spec import load_spec
+
+    spec = load_spec(study)
+    ws = _ws(workspace)
+    store = _store(ws)
+    got = gather(ws, store, spec)
+    design = StudyDesign.from_study(_design_dict(spec),
+                                    {m.name: m.direction for m in spec.recipe.metrics})
+    ctx = AnalysisContext(effective_params=got["effective_params"], provenance=got["provenance"],
+                          complete=got["complete"], progress=got["progress"])
+    if got["scores"].empty:
+        raise UserError(f"{spec.name}: no item scores yet ({got['progress'].get('done', 0)} of "
+                        f"{got['progress']['total']} stage runs done); run the study first")
+    result = analyze(got["scores"], design, ctx, seed=seed, n_resamples=resamples)
+    folder = out or ws.study_dir(spec.name)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "report.md").write_text(render_markdown(result))
+    (folder / "report.html").write_text(render_html(result))
+    (folder / "report.json").write_text(json.dumps(result.to_dict(), indent=1, default=str))
+    if as_json:
+        _emit_json(result.to_dict())
+        return
+    console.print(result.headline, highlight=False, markup=False)
+    console.print(f"report: {folder / 'report.md'}  and  {folder / 'report.html'}")
+
+
+def _design_dict(spec) -> dict:
+    return {"name": spec.name, "question": spec.question, "control": spec.control,
+            "replicates": spec.replicates,
+            "endpoint": {"metric": spec.endpoint.metric, "direction": spec.direction,
+                         "secondary": list(spec.endpoint.secondary)},
+            "decision": spec.decision.model_dump(),
+            "arms": {a.name: a.params for a in spec.arms},
+            "analysis": spec.analysis}
+
+
 # ---------------------------------------------------------------- data
 data_app = typer.Typer(help="The public data sets the recipes use: list and fetch them.",
                        no_args_is_help=True)

@@ -63,6 +63,21 @@ class ResourceSpec(_Strict):
     memory_gb: float = Field(0.5, gt=0)
 
 
+class AnalysisSpec(_Strict):
+    """Study shapes the report knows (docs/verdicts.md)."""
+    min_items: int = Field(30, ge=1)
+    own_eval_set: str | dict[str, str] | None = None
+    """cross-evaluation: each arm's own eval set, as a table arm -> set or a template
+    over the arm's params such as "{train_level}"."""
+    size_param: str | None = None
+    """data scaling: the param that holds the training-set size."""
+    group_param: str | None = None
+    targets: dict[str, float] | None = None
+    """decision tree: metric -> target the arm's mean must meet."""
+    pairwise_metric: str | None = None
+    pairwise_reference: str | None = None
+
+
 class StudyFile(_Strict):
     name: str | None = None
     question: str = Field(min_length=1)
@@ -75,7 +90,7 @@ class StudyFile(_Strict):
     arms: list[dict[str, Any]] = Field(default_factory=list)
     grid: dict[str, Any] | None = None
     resources: dict[str, ResourceSpec] = Field(default_factory=dict)
-    analysis: dict[str, Any] = Field(default_factory=dict)
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
 
     @field_validator("replicates", mode="before")
     @classmethod
@@ -345,6 +360,17 @@ def validate(raw: dict[str, Any], path: Path, text: str = "") -> Spec:
         err(("decision", "compare"),
             'compare = "control" needs a control arm; set control = "<arm>" or compare = "all-pairs"')
 
+    an = sf.analysis
+    if isinstance(an.own_eval_set, dict):
+        for a in an.own_eval_set:
+            if a not in seen:
+                err(("analysis", "own_eval_set", a), f'"{a}" is not an arm; arms: {", ".join(seen)}')
+    for m in list(an.targets or {}) + ([an.pairwise_metric] if an.pairwise_metric else []):
+        if m not in metric_names:
+            err(("analysis",), f'unknown metric "{m}"; known: {", ".join(metric_names)}')
+    if an.pairwise_reference and an.pairwise_reference not in seen:
+        err(("analysis", "pairwise_reference"), f'"{an.pairwise_reference}" is not an arm')
+
     if errors:
         raise SpecError(path, errors)
 
@@ -353,5 +379,5 @@ def validate(raw: dict[str, Any], path: Path, text: str = "") -> Spec:
         path=path.resolve(), name=sf.name or path.stem, question=sf.question, recipe=recipe,
         replicates=list(sf.replicates), control=sf.control, endpoint=sf.endpoint,
         decision=sf.decision, params=sf.params, arms=arms, resources=resources,
-        analysis=sf.analysis, digest=hashlib.sha256(canonical.encode()).hexdigest(), raw=raw,
+        analysis=sf.analysis.model_dump(exclude_none=True), digest=hashlib.sha256(canonical.encode()).hexdigest(), raw=raw,
     )

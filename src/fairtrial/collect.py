@@ -1,0 +1,110 @@
+"""Gather what the analysis reads from the store and the artifacts: the item-score table with
+`arm` and `replicate` added, the declared vs effective params, progress and provenance.
+Computes nothing new: it only reads."""
+
+from __future__ import annotations
+
+import platform
+import socket
+from collections import defaultdict
+from typing import Any
+
+import pandas as pd
+
+from fairtrial.scores import FILENAME, read_item_scores
+from fairtrial.spec import Spec
+from fairtrial.store import artifacts
+from fairtrial.store.db import Store
+from fairtrial.workspace import Workspace
+
+
+def gather(ws: Workspace, store: Store, spec: Spec) -> dict[str, Any]:
+    """Returns {"scores": DataFrame, "effective_params": [...], "progress": {...},
+    "complete": bool, "provenance": {...}, "missing": [(arm, replicate, stage), ...]}."""
+    cells = store.get_cells(spec.name)
+    if not cells:
+        from fairtrial.errors import UserError
+
+        raise UserError(f'study "{spec.name}" has not been run in this workspace '
+                        f"({ws.root}); run it first: fairtrial run {spec.path.name}")
+    keys = sorted({c["key"] for c in cells})
+    runs = store.get_runs(keys)
+    score_stages = {s.name for s in spec.recipe.stages if s.emits_scores}
+    frames = []
+    missing = []
+    verified: dict[str, dict | None] = {}
+    for key in keys:
+        v = artifacts.verify(ws, key)
+        verified[key] = v.manifest if v.ok else None
+    for c in cells:
+        if c["stage"] not in score_stages:
+            continue
+        m = verified.get(c["key"])
+        if m is None:
+            missing.append((c["arm"], c["replicate"], c["stage"]))
+            continue
+        path = ws.artifact(c["key"]) / FILENAME
+        if not path.exists():
+            missing.append((c["arm"], c["replicate"], c["stage"]))
+            continue
+        df = read_item_scores(path).to_pandas()
+        df["arm"] = c["arm"]
+        df["replicate"] = int(c["replicate"])
+        frames.append(df)
+    scores = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["item_id", "eval_set", "eval_set_digest", "metric", "value", "system", "arm",
+                 "replicate"])
+
+    effective = []
+    for c in cells:
+        r = runs.get(c["key"]) or {}
+        if r.get("adjustments"):
+            effective.append({"arm": c["arm"], "replicate": c["replicate"], "stage": c["stage"],
+                              "declared": r.get("params") or {},
+                              "effective": r.get("effective_params") or {}})
+
+    done = sum(1 for k in keys if verified[k] is not None)
+    states = defaultdict(int)
+    for k in keys:
+        states["done" if verified[k] is not None else (runs.get(k) or {}).get("state") or "pending"] += 1
+    progress = dict(states)
+    progress["total"] = len(keys)
+
+    # provenance: data digests, code versions, hosts, wall time and CPU/GPU hours per arm
+    data_digests: dict[str, str] = {}
+    code_versions: set[str] = set()
+    hosts: set[str] = set()
+    per_arm: dict[str, dict[str, float]] = defaultdict(lambda: {"wall_s": 0.0, "cpu_h": 0.0,
+                                                                "gpu_h": 0.0})
+    node_res = {s.name: spec.resources_for(s.name) for s in spec.recipe.stages}
+    for k in keys:
+        m = verified[k]
+        if m:
+            data_digests.update(m.get("input_files") or {})
+            code_versions.add(m.get("code_version", "?"))
+            hosts.add(m.get("host", "?"))
+    arms_of = defaultdict(set)
+    for c in cells:
+        arms_of[c["key"]].add(c["arm"])
+    for k in keys:
+        r = runs.get(k) or {}
+        d = r.get("duration_s")
+        if not d:
+            continue
+        res = node_res.get(r.get("stage"))
+        share = 1.0 / max(1, len(arms_of[k]))  # a shared run is split between the arms it serves
+        for arm in arms_of[k]:
+            per_arm[arm]["wall_s"] += d * share
+            if res:
+                per_arm[arm]["cpu_h"] += d * share * res.cpus / 3600
+                per_arm[arm]["gpu_h"] += d * share * res.gpus / 3600
+    provenance = {
+        "study_file": str(spec.path), "study_digest": spec.digest,
+        "data": data_digests, "code_version": sorted(code_versions),
+        "hardware": {"hosts": sorted(hosts), "report_host": socket.gethostname(),
+                     "platform": platform.platform()},
+        "configs": {a.name: a.params for a in spec.arms},
+        "per_arm": {a: {k2: round(v, 4) for k2, v in d.items()} for a, d in per_arm.items()},
+    }
+    return {"scores": scores, "effective_params": effective, "progress": progress,
+            "complete": done == len(keys), "provenance": provenance, "missing": missing}
