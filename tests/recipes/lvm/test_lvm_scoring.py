@@ -62,3 +62,18 @@ def test_retrieval_excludes_the_windows_own_context_but_never_the_target():
     ranks = scoring.retrieval_ranks(pred, cands, np.array([1, 0]), exclude=np.array([[0], [0]]))
     assert ranks.tolist() == [1, 1]
     assert scoring.retrieval_ranks(pred, cands, np.array([1, 0])).tolist() == [2, 1]
+
+
+def test_ridge_select_picks_the_alpha_that_validates_best():
+    rng = np.random.default_rng(1)
+    # few noisy training windows, many features: a small alpha overfits, a large one helps
+    ctx, val_ctx = rng.standard_normal((60, 5, 8)), rng.standard_normal((200, 5, 8))
+    w = np.zeros((40, 8))
+    w[:8] = np.eye(8)  # the next vector is the first context vector
+    y = ctx.reshape(60, -1) @ w + 2.0 * rng.standard_normal((60, 8))
+    vy = val_ctx.reshape(200, -1) @ w
+    model, scores = scoring.Ridge.select(ctx, y, val_ctx, vy, alphas=(1e-6, 30.0))
+    assert scores[30.0] > scores[1e-6] and model.alpha == 30.0
+    # the chosen model equals a plain fit at that alpha
+    plain = scoring.Ridge(30.0).fit(ctx, y)
+    np.testing.assert_allclose(model.predict(val_ctx), plain.predict(val_ctx), atol=1e-8)

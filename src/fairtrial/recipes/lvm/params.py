@@ -122,9 +122,11 @@ class TrainParams(_Strict):
 
 
 class BaselineParams(_Strict):
-    ridge_alpha: float = Field(1.0, ge=0.0)
+    ridge_alpha: float | None = Field(None, ge=0.0)
     """Ridge regression from the flattened context to the next vector, fit on the arm's training
-    windows (so the baseline sees exactly the data the model saw)."""
+    windows (so the baseline sees exactly the data the model saw). None: the alpha among
+    ridge_alphas with the best validation cosine (a baseline deserves tuning too)."""
+    ridge_alphas: list[float] = [0.1, 1.0, 10.0, 100.0, 1000.0]
 
 
 class LvmParams(_Strict):

@@ -335,13 +335,19 @@ def baselines(ctx) -> dict:
     ctx_t, _ = gather(vectors, test_w) if len(test_w) else (np.empty((0, 1, vectors.shape[1])),
                                                              None)
     tr_ctx, tr_tgt = _windows_arrays(vectors, win_dir, "train")
+    va_ctx, va_tgt = _windows_arrays(vectors, win_dir, "val")
     t0 = time.perf_counter()
-    ridge = scoring.Ridge(p.ridge_alpha).fit(tr_ctx, tr_tgt)
+    if p.ridge_alpha is None and len(va_ctx):
+        ridge, val_cos = scoring.Ridge.select(tr_ctx, tr_tgt, va_ctx, va_tgt, p.ridge_alphas)
+    else:  # a fixed alpha, or no validation split to choose one on
+        ridge, val_cos = scoring.Ridge(p.ridge_alpha or 1.0).fit(tr_ctx, tr_tgt), {}
     fit_s = time.perf_counter() - t0
     preds = {"copy_last": scoring.copy_last(ctx_t), "mean_context": scoring.mean_context(ctx_t),
              "ridge": ridge.predict(ctx_t)}
     np.savez(ctx.out / "predictions.npz", **{k: v.astype(np.float32) for k, v in preds.items()})
     return {"test_windows": len(test_w), "ridge_train_windows": len(tr_ctx),
+            "ridge_alpha": ridge.alpha,
+            "ridge_val_cosine": {str(a): round(c, 5) for a, c in val_cos.items()},
             "ridge_fit_seconds": round(fit_s, 2)}
 
 
