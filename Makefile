@@ -17,10 +17,15 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
+	$(BIN)/fairtrial check examples/cefr_specialization.toml
 	$(BIN)/fairtrial run examples/cefr_specialization.toml
 	$(BIN)/fairtrial report examples/cefr_specialization.toml
 
 test: $(STAMP)
+	# Chromium renders the HTML report to PNG in one test (skipped without it); root only
+	-command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "chromium not installed: the report screenshot test will be skipped"
 	$(BIN)/python -m pytest tests
 
 bench: $(STAMP)

@@ -552,7 +552,7 @@ def data_fetch(name: str = typer.Argument(..., help="A data set name (see `fairt
 def infill(model_run: str = typer.Argument(..., help="A train stage-run key (prefix), "
                                                      "arm/seed/train with --study, or a model folder."),
            text: str = typer.Argument(..., help='Text with blanks: "She _ to school every _ ." '
-                                                "(_ = word; [ngram], [sentence] typed blanks)."),
+                                                "(_ = word; \\[ngram], \\[sentence] typed blanks)."),
            study: Optional[str] = typer.Option(None, "--study", "-s"),
            workspace: Optional[Path] = WorkspaceOpt,
            n: int = typer.Option(1, "-n", help="How many samples."),
