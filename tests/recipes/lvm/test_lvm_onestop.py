@@ -1,0 +1,24 @@
+"""prepare + windows on the real OneStopEnglish corpus (../shared/data beside the repository)."""
+
+import pyarrow.parquet as pq
+import pytest
+
+from lvm_helpers import SHARED_DATA, Chain
+
+ONESTOP = SHARED_DATA / "onestopenglish"
+
+
+@pytest.mark.skipif(not ONESTOP.is_dir(), reason="shared data not beside the repository")
+def test_onestopenglish_split_by_topic_and_windows(tmp_path):
+    c = Chain(tmp_path, {"data": str(ONESTOP), "train_fraction": 0.3333})
+    s = c.run("prepare")
+    assert s["documents"] == 567 and s["groups"] == 189 and s["group_by"] == "group"
+    docs = pq.read_table(c.dirs["prepare"] / "documents.parquet").to_pandas()
+    assert (docs.groupby("group").split.nunique() == 1).all()  # a topic's 3 levels together
+    assert (docs.groupby("group").size() == 3).all()
+    assert docs.split.value_counts().to_dict() == {"train": 396, "test": 114, "val": 57}
+    counts = c.run("windows")
+    assert counts["train_groups"] == 44 and counts["train_groups_all"] == 132  # ceil(132/3)
+    assert counts["test_windows"] > 3000 and counts["train_windows"] > 3000
+    # verbatim repeats across topics exist but are rare, and are counted
+    assert counts["test_units_seen_in_train"] < 0.01 * counts["test_units_distinct"]
