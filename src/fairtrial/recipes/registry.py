@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+from functools import lru_cache
 from importlib.metadata import entry_points
 
 from fairtrial.errors import UserError
@@ -17,7 +18,9 @@ BUILTIN = {
 }
 
 
+@lru_cache(maxsize=1)
 def _modules() -> dict[str, str]:
+    # entry_points() scans every installed distribution (tens of ms): once per process
     mods = dict(BUILTIN)
     for ep in entry_points(group="fairtrial.recipes"):
         mods.setdefault(ep.name, ep.value)
