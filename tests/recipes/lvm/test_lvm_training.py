@@ -82,3 +82,17 @@ def test_interrupted_training_resumes_to_the_same_curve_and_weights(tmp_path, ar
     other = FakeContext(p, tmp_path / "other", inputs, seed=6)
     stages.train(other)
     assert json.loads((other.out / "history.json").read_text()) != h1
+
+
+@pytest.mark.parametrize("arch", ["lstm", "transformer"])
+def test_residual_last_starts_from_the_copy_last_predictor(arch):
+    from fairtrial.recipes.lvm.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(arch, DIM, K, hidden=16, layers=1, heads=2, residual="last").eval()
+    with torch.no_grad():
+        model.out.weight.zero_()
+        model.out.bias.zero_()
+        x = torch.randn(4, K, DIM)
+        y = model(x)
+    torch.testing.assert_close(y, torch.nn.functional.normalize(x[:, -1], dim=-1))

@@ -13,12 +13,19 @@ from torch import nn
 
 
 class _Base(nn.Module):
-    def __init__(self, dim: int, normalize_output: bool):
+    def __init__(self, dim: int, normalize_output: bool, residual: str = "none"):
         super().__init__()
         self.dim = dim
         self.normalize_output = normalize_output
+        self.residual = residual
 
-    def _finish(self, y: torch.Tensor) -> torch.Tensor:
+    def _finish(self, y: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+        # residual="last": predict a correction to the last context vector, so the model starts
+        # from the copy-last baseline instead of having to rediscover it ("mean": from the mean)
+        if self.residual == "last" and x is not None:
+            y = y + x[:, -1]
+        elif self.residual == "mean" and x is not None:
+            y = y + x.mean(dim=1)
         return F.normalize(y, dim=-1) if self.normalize_output else y
 
 
@@ -48,8 +55,8 @@ class AMN(_Base):
 
 class LSTMModel(_Base):
     def __init__(self, dim: int, k: int, hidden: int = 128, layers: int = 2, dropout: float = 0.1,
-                 normalize_output: bool = True, **_):
-        super().__init__(dim, normalize_output)
+                 normalize_output: bool = True, residual: str = "none", **_):
+        super().__init__(dim, normalize_output, residual)
         self.inp = nn.Linear(dim, hidden)
         self.rnn = nn.LSTM(hidden, hidden, num_layers=layers, batch_first=True,
                            dropout=dropout if layers > 1 else 0.0)
@@ -57,15 +64,15 @@ class LSTMModel(_Base):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, _ = self.rnn(self.inp(x))
-        return self._finish(self.out(h[:, -1]))
+        return self._finish(self.out(h[:, -1]), x)
 
 
 class GRUModel(_Base):
     """Stacked GRU layers, each wrapped in a residual block (pre-norm, dropout, skip)."""
 
     def __init__(self, dim: int, k: int, hidden: int = 128, layers: int = 2, dropout: float = 0.1,
-                 normalize_output: bool = True, **_):
-        super().__init__(dim, normalize_output)
+                 normalize_output: bool = True, residual: str = "none", **_):
+        super().__init__(dim, normalize_output, residual)
         self.inp = nn.Linear(dim, hidden)
         self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(layers))
         self.grus = nn.ModuleList(nn.GRU(hidden, hidden, batch_first=True) for _ in range(layers))
@@ -77,15 +84,16 @@ class GRUModel(_Base):
         for norm, gru in zip(self.norms, self.grus):
             y, _ = gru(norm(h))
             h = h + self.drop(y)
-        return self._finish(self.out(h[:, -1]))
+        return self._finish(self.out(h[:, -1]), x)
 
 
 class TransformerModel(_Base):
     """A causal decoder with learned positions; the prediction is read at the last position."""
 
     def __init__(self, dim: int, k: int, hidden: int = 128, layers: int = 2, heads: int = 4,
-                 dropout: float = 0.1, normalize_output: bool = True, **_):
-        super().__init__(dim, normalize_output)
+                 dropout: float = 0.1, normalize_output: bool = True, residual: str = "none",
+                 **_):
+        super().__init__(dim, normalize_output, residual)
         self.inp = nn.Linear(dim, hidden)
         self.pos = nn.Parameter(torch.randn(k, hidden) * 0.02)
         layer = nn.TransformerEncoderLayer(hidden, heads, 4 * hidden, dropout, batch_first=True,
@@ -99,7 +107,7 @@ class TransformerModel(_Base):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[1]
         h = self.blocks(self.inp(x) + self.pos[:n], mask=self.causal[:n, :n], is_causal=True)
-        return self._finish(self.out(self.norm(h[:, -1])))
+        return self._finish(self.out(self.norm(h[:, -1])), x)
 
 
 class GraphMERTModel(_Base):
@@ -110,8 +118,9 @@ class GraphMERTModel(_Base):
     sequence of sentence vectors is the locality-masked, bidirectional encoder with pooling."""
 
     def __init__(self, dim: int, k: int, hidden: int = 128, layers: int = 2, heads: int = 4,
-                 dropout: float = 0.1, local_window: int = 1, normalize_output: bool = True, **_):
-        super().__init__(dim, normalize_output)
+                 dropout: float = 0.1, local_window: int = 1, normalize_output: bool = True,
+                 residual: str = "none", **_):
+        super().__init__(dim, normalize_output, residual)
         self.inp = nn.Linear(dim, hidden)
         self.pos = nn.Parameter(torch.randn(k, hidden) * 0.02)
         layer = nn.TransformerEncoderLayer(hidden, heads, 4 * hidden, dropout, batch_first=True,
@@ -126,7 +135,7 @@ class GraphMERTModel(_Base):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[1]
         h = self.blocks(self.inp(x) + self.pos[:n], mask=self.local[:n, :n])
-        return self._finish(self.out(self.norm(h).mean(dim=1)))
+        return self._finish(self.out(self.norm(h).mean(dim=1)), x)
 
 
 ARCHITECTURES = {

@@ -82,6 +82,9 @@ class ModelParams(_Strict):
     local_window: int = Field(1, ge=0)
     """GraphMERT-style encoder: a position attends to positions at most this far away."""
     normalize_output: bool = True
+    residual: Literal["none", "last", "mean"] = "none"
+    """Add the last (or mean) context vector to the network's output, so it learns a correction
+    to that trivial predictor (AMN always adds the mean)."""
 
     @model_validator(mode="after")
     def _heads(self) -> "ModelParams":
