@@ -116,6 +116,9 @@ def main() -> None:
         rows.append((arch, frac, t_tr, t_ev, tr, ev))
 
     e = times["embed"]
+    if emb["encoded"] == 0:
+        print("\n(embeddings came from the cache: run without --embed-cache to measure the "
+              "embedding pass; ratios below are to the cached read)")
     print(f"\nwall time per stage (ratio to embed = {e:.1f} s, the shared pass):")
     print(f"  prepare   {times['prepare']:7.1f} s  x{times['prepare'] / e:.2f}")
     print(f"  embed     {e:7.1f} s  x1.00")
