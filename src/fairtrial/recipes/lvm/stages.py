@@ -191,7 +191,6 @@ def windows(ctx) -> dict:
 
     counts: dict = {"k": k, "train_fraction": p.train_fraction,
                     "train_groups": len(train_groups), "train_groups_all": len(ordered)}
-    ids_by_split = {}
     for split in SPLITS:
         sel = [d for d in docs if d["split"] == split
                and (split != "train" or d["group"] in train_groups)]
@@ -207,7 +206,6 @@ def windows(ctx) -> dict:
                 "or add longer documents.")
         np.save(ctx.out / f"{split}.npy", w)
         _write_json(ctx.out / f"{split}_ids.json", ids)
-        ids_by_split[split] = ids
         counts[f"{split}_documents"] = len(sel)
         counts[f"{split}_windows"] = len(w)
         counts[f"{split}_skipped_short_documents"] = len(skipped)
