@@ -498,13 +498,44 @@ def report(study: Path = typer.Argument(..., help="The study file (TOML)."),
     console.print(f"report: {folder / 'report.md'}  and  {folder / 'report.html'}")
 
 
+@app.command("import")
+def import_(study: Path = typer.Argument(..., help="The study file (TOML)."),
+            arm: str = typer.Option(..., "--arm", help="An external arm named in the study's "
+                                                       "external_arms."),
+            scores: Path = typer.Argument(..., help="JSONL: item_id, value, metric, eval_set."),
+            metric: Optional[str] = typer.Option(None, help="Metric of every line without one."),
+            eval_set: Optional[str] = typer.Option(None, help="Eval set of every line without one."),
+            workspace: Optional[Path] = WorkspaceOpt,
+            as_json: bool = typer.Option(False, "--json")) -> None:
+    """Add item scores produced elsewhere (e.g. a hosted API model) as an external arm."""
+    from fairtrial.importer import import_scores
+    from fairtrial.spec import load_spec
+
+    spec = load_spec(study)
+    ws = _ws(workspace)
+    store = _store(ws)
+    if not store.get_study(spec.name):
+        store.upsert_study(spec.name, str(spec.path), spec.recipe.name, spec.digest, spec.raw)
+    out = import_scores(ws, store, spec, arm, scores, metric, eval_set)
+    if as_json:
+        _emit_json(out)
+        return
+    console.print(f"imported {out['rows']} item scores as arm {arm} ({', '.join(out['eval_sets'])}); "
+                  f"stage run {out['key'][:12]}")
+    for es, same in out["same_items_as_study"].items():
+        if not same:
+            console.print(f"  [yellow]note[/]: eval set {es}: not the study's items (yet); "
+                          "the report compares only shared items and says so")
+
+
 def _design_dict(spec) -> dict:
     return {"name": spec.name, "question": spec.question, "control": spec.control,
             "replicates": spec.replicates,
             "endpoint": {"metric": spec.endpoint.metric, "direction": spec.direction,
                          "secondary": list(spec.endpoint.secondary)},
             "decision": spec.decision.model_dump(),
-            "arms": {a.name: a.params for a in spec.arms},
+            "arms": {**{a.name: a.params for a in spec.arms},
+                     **{e: {"external": True} for e in spec.external_arms}},
             "analysis": spec.analysis}
 
 

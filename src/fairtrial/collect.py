@@ -29,7 +29,9 @@ def gather(ws: Workspace, store: Store, spec: Spec) -> dict[str, Any]:
                         f"({ws.root}); run it first: fairtrial run {spec.path.name}")
     keys = sorted({c["key"] for c in cells})
     runs = store.get_runs(keys)
-    score_stages = {s.name for s in spec.recipe.stages if s.emits_scores}
+    from fairtrial.store.db import IMPORT_STAGE
+
+    score_stages = {s.name for s in spec.recipe.stages if s.emits_scores} | {IMPORT_STAGE}
     frames = []
     missing = []
     verified: dict[str, dict | None] = {}

@@ -57,6 +57,11 @@ def write_item_scores(folder: Path, rows: Iterable[Mapping[str, Any]] | Mapping[
         rows = list(rows)
         if not rows:
             raise ValueError("no item scores to write")
+        # from_pylist takes its columns from the first row: give every row every key
+        keys: dict[str, None] = {}
+        for r in rows:
+            keys.update(dict.fromkeys(r))
+        rows = [{k: r.get(k, "model" if k == "system" else None) for k in keys} for r in rows]
         table = pa.Table.from_pylist(rows)
     if "system" not in table.column_names:
         table = table.append_column("system", pa.array(["model"] * table.num_rows, pa.string()))

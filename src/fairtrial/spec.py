@@ -84,6 +84,8 @@ class StudyFile(_Strict):
     recipe: str
     replicates: list[int] = Field(min_length=1)
     control: str | None = None
+    external_arms: list[str] = Field(default_factory=list)
+    """Arms whose item scores come from elsewhere (`fairtrial import`), e.g. a hosted API model."""
     endpoint: EndpointSpec
     decision: DecisionSpec = Field(default_factory=DecisionSpec)
     params: dict[str, Any] = Field(default_factory=dict)
@@ -136,6 +138,7 @@ class Spec:
     recipe: Recipe
     replicates: list[int]
     control: str | None
+    external_arms: list[str]
     endpoint: EndpointSpec
     decision: DecisionSpec
     params: dict[str, Any]
@@ -354,6 +357,11 @@ def validate(raw: dict[str, Any], path: Path, text: str = "") -> Spec:
         arms.append(Arm(name=name, params=model.model_dump(mode="json"), overrides=overrides,
                         origin=origin))
 
+    for i, ext in enumerate(sf.external_arms):
+        if ext in seen:
+            err(("external_arms", i), f'"{ext}" is also a trained arm; use another name')
+        else:
+            seen[ext] = f"external_arms[{i}]"
     if sf.control is not None and sf.control not in seen:
         err(("control",), f'control "{sf.control}" is not an arm; arms: {", ".join(seen) or "none"}')
     if sf.decision.compare == "control" and sf.control is None and len(seen) > 1:
@@ -377,7 +385,8 @@ def validate(raw: dict[str, Any], path: Path, text: str = "") -> Spec:
     canonical = json.dumps(raw, sort_keys=True, default=str)
     return Spec(
         path=path.resolve(), name=sf.name or path.stem, question=sf.question, recipe=recipe,
-        replicates=list(sf.replicates), control=sf.control, endpoint=sf.endpoint,
+        replicates=list(sf.replicates), control=sf.control,
+        external_arms=list(sf.external_arms), endpoint=sf.endpoint,
         decision=sf.decision, params=sf.params, arms=arms, resources=resources,
         analysis=sf.analysis.model_dump(exclude_none=True), digest=hashlib.sha256(canonical.encode()).hexdigest(), raw=raw,
     )

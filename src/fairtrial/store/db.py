@@ -18,6 +18,9 @@ from sqlalchemy.exc import IntegrityError
 
 metadata = MetaData()
 
+IMPORT_STAGE = "import"
+"""The pseudo-stage of item scores brought in by `fairtrial import`."""
+
 stage_runs = Table(
     "stage_runs", metadata,
     Column("key", String(64), primary_key=True),
@@ -117,12 +120,20 @@ class Store:
             else:
                 c.execute(insert(studies).values(name=name, **row))
 
-    def set_cells(self, study: str, rows: Iterable[tuple[str, int, str, str]]) -> None:
-        """Replace the study's (arm, replicate, stage) -> key map (the plan may have changed)."""
+    def set_cells(self, study: str, rows: Iterable[tuple[str, int, str, str]],
+                  stage: str | None = None) -> None:
+        """Replace the study's (arm, replicate, stage) -> key map (the plan may have changed).
+        Planned cells and imported ones (stage IMPORT_STAGE) are replaced separately: pass
+        `stage=IMPORT_STAGE` to replace imports."""
         rows = [{"study": study, "arm": a, "replicate": r, "stage": s, "key": k}
                 for a, r, s, k in rows]
         with self.engine.begin() as c:
-            c.execute(delete(cells).where(cells.c.study == study))
+            if stage == IMPORT_STAGE:
+                arms = {r["arm"] for r in rows}
+                c.execute(delete(cells).where(cells.c.study == study, cells.c.stage == IMPORT_STAGE,
+                                              cells.c.arm.in_(arms)))
+            else:
+                c.execute(delete(cells).where(cells.c.study == study, cells.c.stage != IMPORT_STAGE))
             if rows:
                 c.execute(insert(cells), rows)
 
