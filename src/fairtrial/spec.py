@@ -364,7 +364,8 @@ def validate(raw: dict[str, Any], path: Path, text: str = "") -> Spec:
             seen[ext] = f"external_arms[{i}]"
     if sf.control is not None and sf.control not in seen:
         err(("control",), f'control "{sf.control}" is not an arm; arms: {", ".join(seen) or "none"}')
-    if sf.decision.compare == "control" and sf.control is None and len(seen) > 1:
+    if sf.decision.compare == "control" and sf.control is None and len(seen) > 1 \
+            and sf.analysis.size_param is None:  # a data-scaling study compares sizes, not a control
         err(("decision", "compare"),
             'compare = "control" needs a control arm; set control = "<arm>" or compare = "all-pairs"')
 
