@@ -197,7 +197,8 @@ def _run_foreground(spec, ws, cpus, memory_gb, quiet) -> bool:
         except FileNotFoundError as e:
             raise UserError(f"{spec.path.name}: input file {e} does not exist") from None
         digests.save()
-        store.upsert_study(spec.name, str(spec.path), spec.recipe.name, spec.digest, spec.raw)
+        store.upsert_study(spec.name, str(spec.path), spec.recipe.name, spec.digest,
+                           dict(spec.raw, _stages=[s.name for s in spec.recipe.stages]))
         store.ensure_runs([n.to_record() for n in plan.nodes.values()], spec.name)
         store.set_cells(spec.name, [(a, r, s, k) for (a, r, s), k in plan.cells.items()])
         slots = Slots.of_machine(cpus, memory_gb)
@@ -379,7 +380,7 @@ def stop(study: Optional[str] = typer.Argument(None, help="Study name or file.")
          workspace: Optional[Path] = WorkspaceOpt,
          timeout: float = typer.Option(60, help="Seconds to wait for a clean end.")) -> None:
     """End a background run cleanly (running stage runs are interrupted and resume later)."""
-    from fairtrial.engine.local import read_supervisor
+    from fairtrial.engine.pidfile import read_supervisor
     from fairtrial.status import _alive
 
     ws = _ws(workspace)

@@ -115,7 +115,7 @@ def study_status(ws: Workspace, store: Store, study: str, verify: bool = False,
     all_records = store.status_rows()
     records = {k: all_records[k] for k in keys if k in all_records}
     art_root = str(ws.artifacts)
-    from fairtrial.engine.local import read_supervisor
+    from fairtrial.engine.pidfile import read_supervisor
 
     sup = read_supervisor(ws.study_dir(study) / "supervisor.json")
     if sup and _alive(sup.get("pid"), sup.get("host"), this_host) is False:
@@ -167,15 +167,10 @@ def study_status(ws: Workspace, store: Store, study: str, verify: bool = False,
     for r in runs.values():
         totals[r.state] = totals.get(r.state, 0) + 1
     totals["total"] = len(runs)
-    stages: list[str] = []
+    # the stage order was stored with the study: importing the recipe (torch, ...) would make
+    # status slow
     srec = store.get_study(study)
-    if srec:
-        try:
-            from fairtrial.recipes import registry
-
-            stages = [s.name for s in registry.get(srec["recipe"]).stages]
-        except Exception:  # noqa: BLE001 - an uninstalled recipe: fall back to names
-            stages = []
+    stages = list(((srec or {}).get("spec") or {}).get("_stages") or [])
     return StudyStatus(study=study, supervisor=sup, runs=runs, cells=cells, totals=totals,
                        eta_s=_eta_study(runs), generated_at=now, stages=stages)
 

@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 import psutil
 
+from fairtrial.engine.pidfile import read_supervisor
 from fairtrial.errors import Refused
 from fairtrial.plan import Node, Plan
 from fairtrial.store import artifacts
@@ -117,13 +118,6 @@ class StudyLock:
             return False
         finally:
             os.close(fd)
-
-
-def read_supervisor(info: Path) -> dict | None:
-    try:
-        return json.loads(info.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 @dataclass
