@@ -482,7 +482,9 @@ def report(study: Path = typer.Argument(..., help="The study file (TOML)."),
     design = StudyDesign.from_study(_design_dict(spec),
                                     {m.name: m.direction for m in spec.recipe.metrics})
     ctx = AnalysisContext(effective_params=got["effective_params"], provenance=got["provenance"],
-                          complete=got["complete"], progress=got["progress"])
+                          complete=got["complete"], progress=got["progress"],
+                          train_texts=got["train_texts"], eval_texts=got["eval_texts"],
+                          splits=got["splits"])
     if got["scores"].empty:
         raise UserError(f"{spec.name}: no item scores yet ({got['progress'].get('done', 0)} of "
                         f"{got['progress']['total']} stage runs done); run the study first")

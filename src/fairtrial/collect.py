@@ -108,5 +108,34 @@ def gather(ws: Workspace, store: Store, spec: Spec) -> dict[str, Any]:
         "configs": {a.name: a.params for a in spec.arms},
         "per_arm": {a: {k2: round(v, 4) for k2, v in d.items()} for a, d in per_arm.items()},
     }
+    integrity = _integrity_inputs(ws, spec, cells, verified)
     return {"scores": scores, "effective_params": effective, "progress": progress,
-            "complete": done == len(keys), "provenance": provenance, "missing": missing}
+            "complete": done == len(keys), "provenance": provenance, "missing": missing,
+            **integrity}
+
+
+def _integrity_inputs(ws: Workspace, spec: Spec, cells: list[dict],
+                      verified: dict[str, dict | None]) -> dict[str, Any]:
+    """Ask the recipe's integrity hook, once per arm, on the arm's first replicate's finished
+    artifacts. Returns {"train_texts": {arm: [...]}, "eval_texts": {...}, "splits": [...]}."""
+    hook = spec.recipe.integrity
+    out: dict[str, Any] = {"train_texts": {}, "eval_texts": {}, "splits": []}
+    if hook is None:
+        return out
+    for arm in spec.arms:
+        rep = min(spec.replicates)
+        paths = {c["stage"]: ws.artifact(c["key"]) for c in cells
+                 if c["arm"] == arm.name and c["replicate"] == rep and verified.get(c["key"])}
+        if not paths:
+            continue
+        got = hook(paths, arm.params) or {}
+        if got.get("train_texts") is not None:
+            out["train_texts"][arm.name] = list(got["train_texts"])
+        for es, items in (got.get("eval_texts") or {}).items():
+            out["eval_texts"].setdefault(es, {}).update(items)
+        for sp in got.get("splits") or []:
+            sp = dict(sp)
+            sp.setdefault("arm", arm.name)
+            if sp not in out["splits"]:
+                out["splits"].append(sp)
+    return out

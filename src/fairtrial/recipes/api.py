@@ -112,6 +112,14 @@ class Recipe:
     description: str = ""
     internal: bool = False
     """Internal recipes (the engine test recipe) are hidden from `fairtrial recipes`."""
+    integrity: Callable[[dict[str, Path], dict[str, Any]], dict[str, Any]] | None = None
+    """Optional hook for the report's integrity checks: given one arm's finished artifacts
+    (stage name -> folder) and its params, return any of
+      {"train_texts": [str, ...],                      # what the arm trained on
+       "eval_texts": {eval_set: {item_id: str}},       # what each eval item is
+       "splits": [{"name", "seed", "reproducible": bool, "details"}]}
+    The analysis then checks train/eval overlap (exact and normalised) and split reproducibility.
+    Pure function over files: no engine, no database."""
 
     def stage(self, name: str) -> Stage:
         for s in self.stages:
