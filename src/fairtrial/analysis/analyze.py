@@ -39,7 +39,14 @@ def analyze(scores: pd.DataFrame, design: StudyDesign, context: AnalysisContext 
     arms_seen = set(df["arm"].unique())
     if arms_seen - set(design.arms):
         df = df[df["arm"].isin(list(design.arms))]
-    findings, baselines = integrity.run_all(df, design, context, seed, arms_seen)
+    one_sample = design.pairwise is not None and design.pairwise.metric == design.endpoint.metric
+    pairs = _hypothesis_pairs(df, design, one_sample)
+    # Which (arm, eval set) cells a verdict rests on: the baseline and item-count checks are loud
+    # only there. Without cross-evaluation every cell counts (None).
+    decided = None
+    if design.cross_eval is not None:
+        decided = {(arm, e) for _, arm, e in pairs} | {(ref, e) for ref, _, e in pairs if ref}
+    findings, baselines = integrity.run_all(df, design, context, seed, arms_seen, decided)
     void_sets = integrity.blocked_sets(findings)
 
     # ---- arm summaries: every arm x metric x eval set x system the report shows
@@ -64,7 +71,6 @@ def analyze(scores: pd.DataFrame, design: StudyDesign, context: AnalysisContext 
             summaries.append(s)
 
     # ---- hypotheses
-    one_sample = design.pairwise is not None and design.pairwise.metric == design.endpoint.metric
     effect = "absolute" if one_sample else dec.effect
     if one_sample and dec.effect == "relative":
         findings.append(Finding("info", "effect_scale",
@@ -72,7 +78,7 @@ def analyze(scores: pd.DataFrame, design: StudyDesign, context: AnalysisContext 
                                 "min_effect is read as absolute (mean preference), not relative", {}))
     comps: list[Comparison] = []
     draws = []
-    for ref, arm, eval_set in _hypothesis_pairs(df, design, one_sample):
+    for ref, arm, eval_set in pairs:
         c = Comparison(arm=arm, reference=ref or "no preference (0)", metric=design.endpoint.metric,
                        eval_set=eval_set, direction="higher" if one_sample else design.endpoint.direction,
                        effect=effect, min_effect=dec.min_effect)

@@ -16,6 +16,11 @@ from fairtrial.analysis.inputs import MODEL, keys, pair, series
 
 BASELINE_RESAMPLES = 2_000    # the baseline check needs a rough interval, not a precise one
 
+Cells = set[tuple[str, str]]
+"""(arm, eval set) pairs that enter a decided comparison (as the arm or as its reference). The
+baseline and item-count checks are loud only there: in a cross-evaluation a specialist that is
+poor on another level's set is the expected off-diagonal cost, not a fault of the study."""
+
 
 def _endpoint_rows(df: pd.DataFrame, design: StudyDesign) -> pd.DataFrame:
     return df[(df["metric"] == design.endpoint.metric) & (df["system"] == MODEL)]
@@ -103,21 +108,47 @@ def check_seeds(df: pd.DataFrame, design: StudyDesign, complete: bool = True) ->
     return out
 
 
-def check_min_items(df: pd.DataFrame, design: StudyDesign) -> list[Finding]:
-    """An endpoint computed on fewer than design.min_items items."""
+def check_min_items(df: pd.DataFrame, design: StudyDesign,
+                    decided: Cells | None = None) -> list[Finding]:
+    """An endpoint computed on fewer than design.min_items items: a warning where the (arm, eval
+    set) enters a decided comparison (`decided`; None = every cell does), one `info` per arm for
+    the cells nobody decides on (a cross-evaluation's off-diagonal sets)."""
     out = []
     ep = _endpoint_rows(df, design)
     counts = ep.groupby(["arm", "eval_set", "replicate"])["item_id"].nunique()
     small = counts[counts < design.min_items]
-    if len(small):
-        cells = sorted({(a, e, int(n)) for (a, e, _), n in small.items()})
+    if not len(small):
+        return out
+    cells = sorted({(a, e, int(n)) for (a, e, _), n in small.items()})
+    loud = [c for c in cells if _is_decided(decided, c[0], c[1])]
+    if loud:
         out.append(Finding(
             "warning", "too_few_items",
             f"the endpoint {design.endpoint.metric!r} rests on fewer than {design.min_items} items "
-            "in " + "; ".join(f"{a} on {e} ({n} items)" for a, e, n in cells[:8])
-            + (" ..." if len(cells) > 8 else "") + ": intervals from so few items are unreliable",
-            {"min_items": design.min_items, "cells": [list(c) for c in cells]}))
+            "in " + "; ".join(f"{a} on {e} ({n} items)" for a, e, n in loud[:8])
+            + (" ..." if len(loud) > 8 else "") + ": intervals from so few items are unreliable",
+            {"min_items": design.min_items, "cells": [list(c) for c in loud]}))
+    for arm, quiet in _by_arm(c for c in cells if not _is_decided(decided, c[0], c[1])):
+        out.append(Finding(
+            "info", "too_few_items",
+            f"arm {arm!r}: fewer than {design.min_items} {design.endpoint.metric!r} items on eval "
+            "sets no decided comparison uses: " + ", ".join(f"{e} ({n})" for _, e, n in quiet)
+            + "; their cells in the cross-evaluation matrix are rough",
+            {"arm": arm, "min_items": design.min_items, "decided": False,
+             "cells": [list(c) for c in quiet]}))
     return out
+
+
+def _is_decided(decided: Cells | None, arm: str, eval_set: str) -> bool:
+    return decided is None or (arm, eval_set) in decided
+
+
+def _by_arm(cells: Iterable[tuple]) -> list[tuple[str, list[tuple]]]:
+    """Group (arm, ...) tuples by arm, keeping their order."""
+    groups: dict[str, list[tuple]] = {}
+    for c in cells:
+        groups.setdefault(c[0], []).append(c)
+    return list(groups.items())
 
 
 def _norm(text: str) -> str:
@@ -208,14 +239,18 @@ def check_config_drift(context: AnalysisContext) -> list[Finding]:
 
 
 def check_baselines(df: pd.DataFrame, design: StudyDesign, seed: int,
-                    arms: Iterable[str] | None = None) -> tuple[list[Finding], list[Comparison]]:
+                    arms: Iterable[str] | None = None,
+                    decided: Cells | None = None) -> tuple[list[Finding], list[Comparison]]:
     """A model that does not beat its arm's trivial baselines on the endpoint: an error when the
-    model is no better at all, a warning when the interval includes no improvement."""
+    model is no better at all, a warning when the interval includes no improvement. Only on the
+    (arm, eval set) cells that enter a decided comparison (`decided`; None = every cell); on the
+    others one `info` per arm lists the eval sets where the model is not clearly better."""
     out, comps = [], []
     metric = design.endpoint.metric
     arms = list(arms) if arms is not None else list(design.arms)
     alpha = design.decision.alpha
     ks = keys(df)
+    quiet: list[tuple[str, str, str, Comparison]] = []     # (arm, system, eval set, comparison)
     for arm in arms:
         systems = sorted({sy for (a, m, sy, _) in ks if a == arm and m == metric and sy != MODEL})
         for system in systems:
@@ -235,7 +270,11 @@ def check_baselines(df: pd.DataFrame, design: StudyDesign, seed: int,
                 finish(c, d, 1 - alpha, decide=False)
                 comps.append(c)
                 lo, _ = c.diff_ci
-                if c.diff <= 0:
+                if c.diff > 0 and lo > 0:
+                    continue
+                if not _is_decided(decided, arm, eval_set):
+                    quiet.append((arm, system, eval_set, c))
+                elif c.diff <= 0:
                     out.append(Finding(
                         "error", "baseline_not_beaten",
                         f"arm {arm!r} does not beat the trivial baseline {system!r} on "
@@ -245,7 +284,7 @@ def check_baselines(df: pd.DataFrame, design: StudyDesign, seed: int,
                         {"arm": arm, "baseline": system, "eval_set": eval_set,
                          "model": c.mean_arm, "baseline_mean": c.mean_reference,
                          "improvement": c.diff, "interval": list(c.diff_ci)}))
-                elif lo <= 0:
+                else:
                     out.append(Finding(
                         "warning", "baseline_not_beaten",
                         f"arm {arm!r} is not clearly better than the trivial baseline {system!r} "
@@ -253,23 +292,38 @@ def check_baselines(df: pd.DataFrame, design: StudyDesign, seed: int,
                         f"[{c.diff_ci[0]:.4g}, {c.diff_ci[1]:.4g}] includes none",
                         {"arm": arm, "baseline": system, "eval_set": eval_set,
                          "improvement": c.diff, "interval": list(c.diff_ci)}))
+    for arm, rows in _by_arm(quiet):
+        parts = [f"{e} {c.mean_arm:.4g} vs {system} {c.mean_reference:.4g}"
+                 + ("" if c.diff <= 0 else " (better, within noise)") for _, system, e, c in rows]
+        out.append(Finding(
+            "info", "baseline_not_beaten",
+            f"arm {arm!r} does not clearly beat its trivial baseline on eval sets no decided "
+            f"comparison uses ({metric}, {design.endpoint.direction} is better): "
+            + "; ".join(parts) + ". Expected off a specialist's own eval set; its decided "
+            "comparisons are unaffected",
+            {"arm": arm, "decided": False,
+             "cells": [{"baseline": system, "eval_set": e, "model": c.mean_arm,
+                        "baseline_mean": c.mean_reference, "improvement": c.diff,
+                        "interval": list(c.diff_ci)} for _, system, e, c in rows]}))
     return out, comps
 
 
 def run_all(df: pd.DataFrame, design: StudyDesign, context: AnalysisContext, seed: int,
-            arms_seen: set[str] | None = None) -> tuple[list[Finding], list[Comparison]]:
+            arms_seen: set[str] | None = None,
+            decided: Cells | None = None) -> tuple[list[Finding], list[Comparison]]:
     """Every check, in the order the report lists them (errors sort first later). `df` holds the
-    declared arms only; `arms_seen` every arm the table had."""
+    declared arms only; `arms_seen` every arm the table had; `decided` the (arm, eval set) cells
+    that enter a decided comparison (None: every cell, as in a study without cross-evaluation)."""
     findings: list[Finding] = []
     findings += check_arms(df, design, context.complete, arms_seen)
     known = df
     findings += check_eval_items(known, design)
     findings += check_seeds(known, design, context.complete)
-    findings += check_min_items(known, design)
+    findings += check_min_items(known, design, decided)
     findings += check_overlap(context)
     findings += check_splits(context)
     findings += check_config_drift(context)
-    base, comps = check_baselines(known, design, seed)
+    base, comps = check_baselines(known, design, seed, decided=decided)
     findings += base
     return findings, comps
 
