@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from fairtrial.recipes.api import Recipe, Resources, Stage
 from fairtrial.recipes.ilm import stages_data as _d
+from fairtrial.recipes.ilm.integrity import integrity as _integrity
 from fairtrial.recipes.ilm.params import IlmParams
 
 DATA_STAGES = (
@@ -35,4 +36,5 @@ RECIPE = Recipe(
     metrics=tuple(METRICS),
     description="Infilling language models: does a model trained on one level fill blanks in that "
                 "level's texts better than a general one?",
+    integrity=_integrity,
 )
