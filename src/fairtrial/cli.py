@@ -480,7 +480,8 @@ def report(study: Path = typer.Argument(..., help="The study file (TOML)."),
     store = _store(ws)
     got = gather(ws, store, spec)
     design = StudyDesign.from_study(_design_dict(spec),
-                                    {m.name: m.direction for m in spec.recipe.metrics})
+                                    {m.name: m.direction for m in spec.recipe.metrics},
+                                    {m.name: m.aggregation for m in spec.recipe.metrics})
     ctx = AnalysisContext(effective_params=got["effective_params"], provenance=got["provenance"],
                           complete=got["complete"], progress=got["progress"],
                           train_texts=got["train_texts"], eval_texts=got["eval_texts"],

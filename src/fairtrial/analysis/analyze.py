@@ -66,7 +66,8 @@ def analyze(scores: pd.DataFrame, design: StudyDesign, context: AnalysisContext 
     cells = sorted(((a, m, sy, e) for a, m, sy, e in keys(df) if m in metrics),
                    key=lambda k: (order[k[0]], metrics.index(k[1]), k[3], k[2] != MODEL, k[2]))
     for arm, metric, system, eval_set in cells:
-        s = shapes.summarize(df, arm, metric, eval_set, system, level, n_resamples, seed)
+        s = shapes.summarize(df, arm, metric, eval_set, system, level, n_resamples, seed,
+                             aggregation=_aggregation(design, metric))
         if s is not None:
             summaries.append(s)
 
@@ -81,7 +82,8 @@ def analyze(scores: pd.DataFrame, design: StudyDesign, context: AnalysisContext 
     for ref, arm, eval_set in pairs:
         c = Comparison(arm=arm, reference=ref or "no preference (0)", metric=design.endpoint.metric,
                        eval_set=eval_set, direction="higher" if one_sample else design.endpoint.direction,
-                       effect=effect, min_effect=dec.min_effect)
+                       effect=effect, min_effect=dec.min_effect,
+                       aggregation="mean" if one_sample else design.aggregation(design.endpoint.metric))
         if eval_set in void_sets:
             c.blocked_by.append("eval_digest_mismatch")
         d = _estimate_pair(df, c, ref, arm, eval_set, n_resamples, seed, method)
@@ -108,7 +110,8 @@ def analyze(scores: pd.DataFrame, design: StudyDesign, context: AnalysisContext 
                 if c0.reference not in design.arms:
                     continue
                 c = Comparison(arm=c0.arm, reference=c0.reference, metric=metric, eval_set=c0.eval_set,
-                               direction=direction, role="secondary", effect=effect)
+                               direction=direction, role="secondary", effect=effect,
+                               aggregation=design.aggregation(metric))
                 d = _estimate_pair(df, c, c0.reference, c0.arm, c0.eval_set, n_resamples, seed, method)
                 if d is not None:
                     finish(c, d, level, decide=False)
@@ -134,7 +137,9 @@ def analyze(scores: pd.DataFrame, design: StudyDesign, context: AnalysisContext 
     return AnalysisResult(
         question=design.question, name=design.name,
         endpoint={"metric": design.endpoint.metric, "direction": design.endpoint.direction,
-                  "secondary": list(design.endpoint.secondary)},
+                  "secondary": list(design.endpoint.secondary),
+                  "aggregation": "mean" if one_sample else design.aggregation(design.endpoint.metric),
+                  "aggregations": {m: design.aggregation(m) for m in metrics}},
         decision={"min_effect": dec.min_effect, "effect": effect, "alpha": dec.alpha,
                   "correction": dec.correction, "compare": dec.compare},
         verdict=overall, headline=headline, findings=findings, comparisons=comps,
@@ -144,6 +149,14 @@ def analyze(scores: pd.DataFrame, design: StudyDesign, context: AnalysisContext 
         settings={"seed": seed, "n_resamples": n_resamples, "method": method,
                   "interval": "percentile, two-level bootstrap (seeds, then items; crossed)"},
     )
+
+
+def _aggregation(design: StudyDesign, metric: str) -> str:
+    """A pairwise metric is counted (win / tie / loss) and its mean is a mean preference; every
+    other metric is aggregated as declared."""
+    if design.pairwise is not None and metric == design.pairwise.metric:
+        return "mean"
+    return design.aggregation(metric)
 
 
 def _hypothesis_pairs(df: pd.DataFrame, design: StudyDesign,

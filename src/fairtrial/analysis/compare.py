@@ -3,6 +3,15 @@
 A comparison is computed in two steps because the interval level of one comparison depends on the
 p-values of all the others (Holm): `estimate()` draws the bootstrap once and computes p-values,
 `finish()` turns the draws into intervals at the corrected level and applies the decision rule.
+
+A metric aggregated as a geometric mean ("geomean", e.g. perplexities, whose per-item values are
+heavy-tailed) is analysed on the log scale: the bootstrap resamples log values, the paired
+differences, the sign-flip test, d_z, the p-value and the settle estimate are all of log values.
+The means shown are geometric means (exp of the mean log), the absolute improvement is the
+difference of the two geometric means, and the relative improvement is the ratio
+G_arm / G_ref - 1 (higher is better) or 1 - G_arm / G_ref (lower is better), i.e.
+exp(mean log difference) - 1 or 1 - exp(mean log difference), with every interval the
+back-transformed percentile interval of the log-scale draws.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ class Comparison:
     eval_set: str
     direction: str
     role: str = "hypothesis"          # "hypothesis" (decided), "secondary" (reported only), ...
+    aggregation: str = "mean"         # "mean" or "geomean" (log scale; see the module docstring)
     n_seeds: int = 0
     n_items: int = 0
     seeds: list[int] = field(default_factory=list)
@@ -43,7 +53,8 @@ class Comparison:
     diff_ci: tuple[float, float] = (math.nan, math.nan)
     rel: float = math.nan
     rel_ci: tuple[float, float] = (math.nan, math.nan)
-    effect_size: float = math.nan     # mean / sd of the per-item (seed-averaged) improvements
+    effect_size: float = math.nan     # mean / sd of the per-item (seed-averaged) improvements (log
+                                      # improvements for a geomean metric)
     p_value: float = math.nan         # two-level bootstrap test of "no difference" on the decision scale
     p_signflip: float = math.nan      # item-level sign-flip test (models held fixed)
     p_adjusted: float = math.nan      # p_value after the study's correction
@@ -67,15 +78,27 @@ class Comparison:
 
 @dataclass
 class _Draws:
-    x: np.ndarray            # (2, S, N): reference, arm
-    ref: np.ndarray          # bootstrap means of the reference
+    x: np.ndarray            # (2, S, N): reference, arm (log values for a geomean metric)
+    ref: np.ndarray          # bootstrap means of the reference (geometric means for geomean)
     arm: np.ndarray
     sign: float              # +1 when higher is better, -1 when lower is better
+    log: bool = False        # x is on the log scale (geomean)
 
 
 def _rel(sign: float, arm, ref):
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(np.abs(ref) > 0, sign * (arm - ref) / np.abs(ref), np.nan)
+
+
+def to_scale(x: np.ndarray, aggregation: str) -> np.ndarray:
+    """The values the bootstrap averages: x itself, or log(x) for a geometric mean (inputs.py
+    has refused values <= 0 of a geomean metric)."""
+    if aggregation == "geomean":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.log(x)
+    if aggregation != "mean":
+        raise ValueError(f"aggregation {aggregation!r} is not supported; use 'mean' or 'geomean'")
+    return x
 
 
 def estimate(c: Comparison, x: np.ndarray, n_resamples: int = N_RESAMPLES, seed: int = SEED,
@@ -85,16 +108,25 @@ def estimate(c: Comparison, x: np.ndarray, n_resamples: int = N_RESAMPLES, seed:
     sign = 1.0 if c.direction == "higher" else -1.0
     _, s, n = x.shape
     c.n_seeds, c.n_items = s, n
+    geo = c.aggregation == "geomean"
+    x = to_scale(x, c.aggregation)
     d = two_level(x, n_resamples=n_resamples, seed=seed, method=method)
-    ref, arm = d.point
+    back = np.exp if geo else (lambda v: v)            # log-mean -> geometric mean
+    ref, arm = back(d.point)
     c.mean_reference, c.mean_arm = float(ref), float(arm)
     c.diff = float(sign * (arm - ref))
     c.rel = float(_rel(sign, arm, ref))
     per_item = sign * (x[1] - x[0]).mean(axis=0)
     sd = per_item.std(ddof=1) if n > 1 else math.nan
     c.effect_size = float(per_item.mean() / sd) if sd and sd > 0 else math.nan
-    draws = _Draws(x=x, ref=d.means[:, 0], arm=d.means[:, 1], sign=sign)
-    c.p_value = bootstrap_p_value(decision_draws(draws, c.effect), c.estimate)
+    draws = _Draws(x=x, ref=back(d.means[:, 0]), arm=back(d.means[:, 1]), sign=sign, log=geo)
+    if geo:
+        # on the log scale, where the bootstrap lives: "no difference" is a mean log difference
+        # of 0, for the relative and the absolute effect alike
+        log_diff = sign * (d.means[:, 1] - d.means[:, 0])
+        c.p_value = bootstrap_p_value(log_diff, float(sign * (d.point[1] - d.point[0])))
+    else:
+        c.p_value = bootstrap_p_value(decision_draws(draws, c.effect), c.estimate)
     if signflip and n:
         c.p_signflip = sign_flip_p(per_item, n_resamples=n_resamples, seed=seed)
     return draws
@@ -128,9 +160,11 @@ def finish(c: Comparison, d: _Draws, level: float, decide: bool = True) -> None:
 
 
 def _variance_parts(d: _Draws, effect: str, ref_mean: float) -> tuple[float | None, float]:
-    """(seed part, item part) of the estimate's variance on the decision scale."""
+    """(seed part, item part) of the estimate's variance on the decision scale. `settle` uses only
+    their ratios to each other and to the interval (it fits z to the interval), so a geomean
+    metric keeps its log differences as they are (near 0 they are the relative effect)."""
     diff = d.sign * (d.x[1] - d.x[0])                  # (S, N)
-    if effect == "relative":
+    if effect == "relative" and not d.log:
         diff = diff / abs(ref_mean) if ref_mean else diff * np.nan
     s, n = diff.shape
     per_seed = diff.mean(axis=1)

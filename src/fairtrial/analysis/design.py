@@ -15,6 +15,9 @@ from fairtrial.errors import UserError
 from fairtrial.stats.multiple import CORRECTIONS
 
 Direction = Literal["lower", "higher"]
+Aggregation = Literal["mean", "geomean", "median"]
+AGGREGATIONS = ("mean", "geomean", "median")
+SUPPORTED_AGGREGATIONS = ("mean", "geomean")   # "median": declared by recipes, not analysed yet
 
 
 class AnalysisInputError(UserError, ValueError):
@@ -80,6 +83,9 @@ class StudyDesign:
     replicates: tuple[int, ...] = ()
     metric_directions: Mapping[str, Direction] = field(default_factory=dict)
     """Direction of every metric the report shows (from the recipe's Metric declarations)."""
+    metric_aggregations: Mapping[str, Aggregation] = field(default_factory=dict)
+    """How each metric's item values are aggregated (the recipe's Metric.aggregation); absent =
+    "mean". "geomean": every mean, difference, bootstrap and test is taken on the log scale."""
     name: str = ""
     min_items: int = 30
     """An endpoint computed on fewer items than this is an integrity warning."""
@@ -96,6 +102,18 @@ class StudyDesign:
         raise AnalysisInputError(
             f"metric {metric!r}: direction unknown; declare it in the recipe's metrics "
             f"(StudyDesign.metric_directions), known: {sorted(self.metric_directions)}")
+
+    def aggregation(self, metric: str) -> Aggregation:
+        """The metric's declared aggregation; "mean" when the recipe did not say."""
+        return self.metric_aggregations.get(metric, "mean")
+
+    def analysed_metrics(self) -> list[str]:
+        """Every metric whose values the analysis aggregates: the endpoint, the secondary metrics
+        and the decision tree's targets (a pairwise metric is counted, not aggregated)."""
+        out = [self.endpoint.metric, *self.endpoint.secondary]
+        if self.decision_tree is not None:
+            out += list(self.decision_tree.targets)
+        return list(dict.fromkeys(out))
 
     def check(self) -> None:
         """Raise AnalysisInputError listing every problem at once."""
@@ -126,6 +144,15 @@ class StudyDesign:
         for m, v in self.metric_directions.items():
             if v not in ("lower", "higher"):
                 errs.append(f"metric_directions.{m}: {v!r}; use 'lower' or 'higher'")
+        for m, v in self.metric_aggregations.items():
+            if v not in AGGREGATIONS:
+                errs.append(f"metric_aggregations.{m}: {v!r}; use one of {list(AGGREGATIONS)}")
+        for m in self.analysed_metrics():
+            if self.aggregation(m) == "median":
+                errs.append(f"metric {m!r}: aggregation 'median' is not supported by the analysis "
+                            "yet (the paired seed x item bootstrap is built on means); use it only "
+                            "outside the endpoint, secondary metrics and targets, or declare it "
+                            "'mean' or 'geomean' in the recipe")
         if self.cross_eval is not None:
             for a in self.cross_eval.own:
                 if a not in self.arms:
@@ -152,10 +179,12 @@ class StudyDesign:
 
     @classmethod
     def from_study(cls, study: Mapping[str, Any],
-                   metric_directions: Mapping[str, str] | None = None) -> "StudyDesign":
+                   metric_directions: Mapping[str, str] | None = None,
+                   metric_aggregations: Mapping[str, str] | None = None) -> "StudyDesign":
         """Build from the study file's dict (docs/study-file.md plus the [analysis] table of
         docs/verdicts.md), with `arms` already resolved to a list of {name, ...params} or a
-        name -> params mapping."""
+        name -> params mapping. `metric_directions` and `metric_aggregations` come from the
+        recipe's Metric declarations ({m.name: m.direction}, {m.name: m.aggregation})."""
         ep = study.get("endpoint") or {}
         if "metric" not in ep:
             raise AnalysisInputError("endpoint.metric: missing; name the metric that decides")
@@ -191,6 +220,7 @@ class StudyDesign:
                               secondary=tuple(ep.get("secondary", ()))),
             decision=Decision(**dec),
             metric_directions=directions,
+            metric_aggregations=dict(metric_aggregations or {}),
             min_items=int(an.get("min_items", 30)),
             cross_eval=CrossEval(own=dict(own)) if own else None,
             data_scaling=DataScaling(size, an.get("group_param")) if size else None,

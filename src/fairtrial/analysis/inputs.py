@@ -65,6 +65,19 @@ def validate(scores: pd.DataFrame, design: StudyDesign) -> pd.DataFrame:
             f"eval_set, metric, system), e.g. item {d['item_id']!r} of arm {d['arm']!r} replicate "
             f"{d['replicate']} eval set {d['eval_set']!r} metric {d['metric']!r}; each item is "
             "scored once per run")
+    # A geometric mean is taken on the log scale: a zero or negative value has no logarithm.
+    for metric in design.analysed_metrics():
+        if design.aggregation(metric) != "geomean":
+            continue
+        bad = (df["metric"] == metric).to_numpy() & (df["value"].to_numpy() <= 0)
+        if bad.any():
+            first = df.loc[bad].iloc[0]
+            raise AnalysisInputError(
+                f"item scores: metric {metric!r} is aggregated as a geometric mean, but "
+                f"{int(bad.sum())} of its values are <= 0, first at row {df.index[bad][0]} (arm "
+                f"{first['arm']!r}, replicate {first['replicate']}, system {first['system']!r}, "
+                f"item {first['item_id']!r}, value {first['value']:g}); a geomean metric must be "
+                "positive (declare it with aggregation 'mean' if it is not)")
     ep = design.endpoint.metric
     if not (df["metric"] == ep).any():
         raise AnalysisInputError(

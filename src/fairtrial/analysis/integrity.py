@@ -264,7 +264,8 @@ def check_baselines(df: pd.DataFrame, design: StudyDesign, seed: int,
                     continue
                 c = Comparison(arm=arm, reference=f"baseline:{system}", metric=metric,
                                eval_set=eval_set, direction=design.endpoint.direction,
-                               role="baseline", effect="absolute")
+                               role="baseline", effect="absolute",
+                               aggregation=design.aggregation(metric))
                 d = estimate(c, p.x[::-1].copy(), n_resamples=BASELINE_RESAMPLES, seed=seed,
                              signflip=False)
                 finish(c, d, 1 - alpha, decide=False)

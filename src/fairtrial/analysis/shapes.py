@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fairtrial.analysis.compare import Comparison, estimate, finish
+from fairtrial.analysis.compare import Comparison, estimate, finish, to_scale
 from fairtrial.analysis.design import StudyDesign, get_param
 from fairtrial.analysis.inputs import MODEL, pair, series
 from fairtrial.stats.bootstrap import percentile_interval, two_level
@@ -32,19 +32,23 @@ class ArmSummary:
     ci: tuple[float, float]
     n_seeds: int
     n_items: int
+    aggregation: str = "mean"         # "geomean": `mean` and `ci` are geometric (exp of log scale)
 
 
 def summarize(df: pd.DataFrame, arm: str, metric: str, eval_set: str, system: str, level: float,
-              n_resamples: int, seed: int) -> ArmSummary | None:
+              n_resamples: int, seed: int, aggregation: str = "mean") -> ArmSummary | None:
     t = series(df, arm, metric, eval_set, system)
     if t.empty:
         return None
     p = pair([t])
     if p.x.shape[2] == 0:
         return None
-    d = two_level(p.x, n_resamples=n_resamples, seed=seed)
-    return ArmSummary(arm, metric, eval_set, system, float(d.point[0]),
-                      percentile_interval(d.means[:, 0], level), len(p.seeds), len(p.items))
+    d = two_level(to_scale(p.x, aggregation), n_resamples=n_resamples, seed=seed)
+    point, ci = float(d.point[0]), percentile_interval(d.means[:, 0], level)
+    if aggregation == "geomean":        # percentiles commute with exp
+        point, ci = math.exp(point), (math.exp(ci[0]), math.exp(ci[1]))
+    return ArmSummary(arm, metric, eval_set, system, point, ci, len(p.seeds), len(p.items),
+                      aggregation)
 
 
 # ---------------------------------------------------------------- cross-evaluation matrix
@@ -61,6 +65,7 @@ class CrossEvalResult:
     rel_vs_control: dict[str, dict[str, float]]         # improvement over the control, per cell
     gains: list[Comparison] = field(default_factory=list)        # own set: the hypotheses
     off_diagonal: list[Comparison] = field(default_factory=list)  # pooled over the other sets
+    aggregation: str = "mean"                           # "geomean": means are geometric
 
 
 def cross_eval(df: pd.DataFrame, design: StudyDesign, summaries: list[ArmSummary],
@@ -76,6 +81,7 @@ def cross_eval(df: pd.DataFrame, design: StudyDesign, summaries: list[ArmSummary
     means = {a: {s.eval_set: s.mean for s in cells if s.arm == a} for a in arms}
     intervals = {a: {s.eval_set: list(s.ci) for s in cells if s.arm == a} for a in arms}
     sign = 1.0 if direction == "higher" else -1.0
+    # With geometric means this is the ratio form, 1 - arm / control (lower is better)
     rel: dict[str, dict[str, float]] = {}
     ctrl = design.control
     if ctrl in means:
@@ -83,7 +89,7 @@ def cross_eval(df: pd.DataFrame, design: StudyDesign, summaries: list[ArmSummary
             rel[a] = {e: sign * (m - means[ctrl][e]) / abs(means[ctrl][e])
                       for e, m in means[a].items() if e in means[ctrl] and means[ctrl][e]}
     result = CrossEvalResult(metric, direction, arms, eval_sets, own, ctrl, means, intervals, rel,
-                             gains=gains)
+                             gains=gains, aggregation=design.aggregation(metric))
     if ctrl is None or ctrl not in means:
         return result
     for a in arms:
@@ -100,6 +106,7 @@ def cross_eval(df: pd.DataFrame, design: StudyDesign, summaries: list[ArmSummary
             continue
         c = Comparison(arm=a, reference=ctrl, metric=metric, eval_set="other sets: " + ", ".join(others),
                        direction=direction, role="off-diagonal", effect="relative",
+                       aggregation=design.aggregation(metric),
                        dropped_items=p.dropped_items, dropped_seeds=p.dropped_seeds, seeds=p.seeds)
         d = estimate(c, p.x, n_resamples=n_resamples, seed=seed)
         finish(c, d, level, decide=False)

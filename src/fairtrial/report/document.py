@@ -71,6 +71,25 @@ def _left_out(c) -> str:
     return ", ".join(parts) or "none"
 
 
+GEOMEAN_NOTE = ("{metrics} {verb} aggregated as geometric means (per-item values are heavy-tailed): "
+                "means are geometric means, the improvement is a difference of geometric means, "
+                "and the relative improvement is the ratio of geometric means (1 - arm / reference "
+                "when lower is better, arm / reference - 1 when higher is better), with intervals "
+                "from a bootstrap of log values.")
+
+
+def _mean_word(aggregation: str) -> str:
+    return "geometric mean" if aggregation == "geomean" else "mean"
+
+
+def _geomean_note(metrics) -> list:
+    geo = list(dict.fromkeys(metrics))
+    if not geo:
+        return []
+    return [Para(GEOMEAN_NOTE.format(metrics=", ".join(geo), verb="is" if len(geo) == 1 else "are"),
+                 "note")]
+
+
 def build(result) -> list:
     from fairtrial.report import plots
 
@@ -81,8 +100,11 @@ def build(result) -> list:
         doc.append(Para(f"This study is still running ({counts}). Every number below covers only the "
                         "runs finished so far and may change.", "partial"))
     d = result.decision
+    ep_agg = result.endpoint.get("aggregation", "mean")
+    agg_text = "; aggregated as a geometric mean" if ep_agg == "geomean" else ""
     doc.append(Para(
-        f"Endpoint: {result.endpoint['metric']} ({result.endpoint['direction']} is better). Decision "
+        f"Endpoint: {result.endpoint['metric']} ({result.endpoint['direction']} is better"
+        f"{agg_text}). Decision "
         f"rule: {d['effect']} minimum effect {d['min_effect']:g}, alpha {d['alpha']:g}, correction "
         f"{d['correction']}, compare {d['compare']}. Supported when the corrected interval lies "
         "entirely beyond the minimum effect; refuted when it lies entirely below it; inconclusive "
@@ -103,8 +125,9 @@ def build(result) -> list:
     if result.comparisons:
         rel = result.comparisons[0].effect == "relative"
         eff = pct if rel else num
-        doc.append(Table(["arm", "reference", "eval set", "seeds x items", "reference mean",
-                          "arm mean", "relative improvement" if rel else "improvement",
+        word = _mean_word(ep_agg)
+        doc.append(Table(["arm", "reference", "eval set", "seeds x items", f"reference {word}",
+                          f"arm {word}", "relative improvement" if rel else "improvement",
                           "interval", "level", "verdict", "why"],
                          [[c.arm, c.reference, c.eval_set, f"{c.n_seeds} x {c.n_items:,}",
                            num(c.mean_reference), num(c.mean_arm), eff(c.estimate),
@@ -116,6 +139,7 @@ def build(result) -> list:
             "Improvement is in the endpoint's direction (positive = the arm is better). Intervals are "
             "percentile intervals of a two-level bootstrap (seeds, then items) at the corrected level "
             f"shown; the verdict is read on the {'relative' if rel else 'absolute'} interval.", "note"))
+        doc += _geomean_note([result.endpoint["metric"]] if ep_agg == "geomean" else [])
         doc.append(Heading("Details", 3))
         doc.append(Table(["arm", "eval set", "improvement", "interval", "relative", "interval",
                           "effect size (d_z)", "p", "p adjusted", "p sign-flip", "left out"],
@@ -147,7 +171,8 @@ def build(result) -> list:
                 row.append("" if x is None else f"{num(x.mean)} {ci(x.ci)}"
                            + ("" if len(sizes) == 1 else f" ({x.n_seeds}x{x.n_items})"))
             table_rows.append(row)
-        doc.append(Heading(f"{metric}: mean and {(1 - d['alpha']) * 100:g}% interval", 3))
+        word = _mean_word(rows_m[0].aggregation)
+        doc.append(Heading(f"{metric}: {word} and {(1 - d['alpha']) * 100:g}% interval", 3))
         doc.append(Table(["arm", *sets], table_rows,
                          ["baseline" if sy != "model" else "" for _, sy in series]))
         if len(sizes) == 1:
@@ -167,6 +192,7 @@ def build(result) -> list:
                          [[c.metric, c.arm, c.reference, c.eval_set, num(c.mean_reference),
                            num(c.mean_arm), num(c.diff), ci(c.diff_ci), pct(c.rel), ci(c.rel_ci, pct)]
                           for c in result.secondary]))
+        doc += _geomean_note(c.metric for c in result.secondary if c.aggregation == "geomean")
 
     if result.cross_eval is not None:
         doc += _cross_eval(result.cross_eval)
@@ -193,7 +219,9 @@ def _cross_eval(x) -> list:
             mark = " (own)" if x.own.get(a) == e else ""
             row.append("" if m is None else f"{num(m)}{mark}")
         rows.append(row)
-    out.append(Table([f"arm \\ eval set ({x.metric}, {x.direction} is better)", *x.eval_sets], rows))
+    geo = ", geometric means" if x.aggregation == "geomean" else ""
+    out.append(Table([f"arm \\ eval set ({x.metric}, {x.direction} is better{geo})", *x.eval_sets],
+                     rows))
     out.append(Image("Change against the control per arm and eval set (own sets outlined)",
                      lambda: plots.cross_eval_heatmap(x)))
     if x.gains:
