@@ -16,6 +16,7 @@ from typing import Any
 
 from fairtrial.recipes.api import Metric, Recipe, Resources, Stage
 from fairtrial.recipes.lvm import stages
+from fairtrial.recipes.lvm.integrity import integrity as _integrity
 from fairtrial.recipes.lvm.params import LvmParams, parse
 
 
@@ -72,4 +73,5 @@ RECIPE = Recipe(
         Metric("recall_at_5", "higher", "mean", "true next unit in the top 5"),
         Metric("rank", "lower", "median", "rank of the true next unit (1 = best)"),
     ),
+    integrity=_integrity,
 )
