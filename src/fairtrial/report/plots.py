@@ -49,7 +49,9 @@ def endpoint_per_arm(result) -> bytes | None:
                         capsize=3)
         ax.set_yticks(y, labels, fontsize=8)
         ax.set_title(f"{e}", fontsize=9)
-        ax.set_xlabel(f"{metric} ({result.endpoint['direction']} is better)", fontsize=8)
+        geo = result.endpoint.get("aggregation") == "geomean"
+        ax.set_xlabel(f"{metric}{', geometric mean' if geo else ''} "
+                      f"({result.endpoint['direction']} is better)", fontsize=8)
         ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return _png(fig)
