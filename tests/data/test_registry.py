@@ -24,7 +24,7 @@ def test_registry_digests_match_shared_copies():
 def test_resolve_order(tmp_path, monkeypatch):
     assert registry.resolve(str(tmp_path)) == tmp_path  # an existing path as is
     monkeypatch.setenv("FAIRTRIAL_DATA_HOME", str(tmp_path / "home"))
-    assert registry.resolve("cefr-sp") == DATA / "cefr-sp"  # shared/data beside the project
+    assert registry.resolve("cefr-sp").resolve() == (DATA / "cefr-sp").resolve()  # shared/data beside the project
     mirror = tmp_path / "mirror"
     for f in registry.info("cefr-sp")["files"]:
         (mirror / "cefr-sp").mkdir(parents=True, exist_ok=True)
