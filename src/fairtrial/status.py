@@ -14,14 +14,16 @@ import os
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
 from fairtrial.engine.context import STALE_S
 from fairtrial.store import artifacts
-from fairtrial.store.db import Store
 from fairtrial.workspace import Workspace
+
+if TYPE_CHECKING:
+    from fairtrial.store.db import Store
 
 
 @dataclass
@@ -120,9 +122,14 @@ def study_status(ws: Workspace, store: Store, study: str, verify: bool = False,
     sup = read_supervisor(ws.study_dir(study) / "supervisor.json")
     if sup and _alive(sup.get("pid"), sup.get("host"), this_host) is False:
         sup = None
-    arms_of: dict[str, set] = {}
+    arms_of: dict[str, set] = {}     # key -> arms it serves
+    n_cells: dict[str, int] = {}     # key -> cells (arm x replicate) it serves
+    stage_of: dict[str, str] = {}
     for c in cells_rows:
-        arms_of.setdefault(c["key"], set()).add((c["arm"], c["replicate"]))
+        k = c["key"]
+        arms_of.setdefault(k, set()).add(c["arm"])
+        n_cells[k] = n_cells.get(k, 0) + 1
+        stage_of[k] = c["stage"]
     recipe = next((r["recipe"] for r in records.values()), None)
     history: dict[str, list[float]] = {}
     for r in all_records.values():
@@ -138,11 +145,12 @@ def study_status(ws: Workspace, store: Store, study: str, verify: bool = False,
             # checked against the manifest
             ok = os.path.exists(f"{art_root}/{key[:2]}/{key}/{artifacts.MANIFEST}") and (
                 (rec is not None and rec.get("state") == "done") or artifacts.verify(ws, key).ok)
-        stage = rec["stage"] if rec else next(c["stage"] for c in cells_rows if c["key"] == key)
+        stage = rec["stage"] if rec else stage_of[key]
         state = derive_state(rec, ok, study, now, this_host, stale_s)
+        arms = arms_of[key]
         rs = RunStatus(key=key, stage=stage, state=state,
-                       arms=sorted({a for a, _ in arms_of.get(key, ())}),
-                       shared=len(arms_of.get(key, ())) > 1)
+                       arms=sorted(arms) if len(arms) > 1 else list(arms),
+                       shared=n_cells[key] > 1)
         if rec:
             rs.attempts = rec.get("attempts") or 0
             rs.duration_s = rec.get("duration_s")

@@ -7,9 +7,10 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fairtrial.store.db import Store
+if TYPE_CHECKING:  # status imports this module for STALE_S: keep SQLAlchemy out of its imports
+    from fairtrial.store.db import Store
 
 HEARTBEAT_S = 5.0
 """How often a running stage run's heartbeat is written (status calls a run `lost` after STALE_S)."""

@@ -186,9 +186,7 @@ class Store:
             rows = {k: v for k, v in rows.items() if k in ks}
         return rows
 
-    STATUS_COLUMNS = ("key", "recipe", "stage", "state", "study", "attempts", "pid", "host",
-                      "started_at", "heartbeat_at", "duration_s", "progress_done",
-                      "progress_total", "progress_unit", "rate", "message", "error", "adjustments")
+    from fairtrial.store.fastread import STATUS_COLUMNS
 
     def status_rows(self) -> dict[str, dict]:
         """The columns status needs, for every stage run, without ORM type processing (status
