@@ -53,7 +53,12 @@ def _fast_status(args: list[str]) -> int | None:
     except UserError as e:
         sys.stderr.write(f"error: {e}\n")
         return e.exit_code
-    sys.stdout.write(json.dumps(out) + "\n")
+    try:
+        import orjson  # 5-10x faster than json on 20,000 small objects
+
+        sys.stdout.buffer.write(orjson.dumps(out) + b"\n")
+    except ImportError:
+        sys.stdout.write(json.dumps(out) + "\n")
     return 0
 
 
