@@ -6,6 +6,8 @@ there is nothing to draw. They compute nothing new: every number comes from the 
 
 from __future__ import annotations
 
+import warnings
+
 import io
 import math
 
@@ -53,7 +55,9 @@ def endpoint_per_arm(result) -> bytes | None:
         ax.set_xlabel(f"{metric}{', geometric mean' if geo else ''} "
                       f"({result.endpoint['direction']} is better)", fontsize=8)
         ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
+    with warnings.catch_warnings():  # many eval sets: matplotlib warns it cannot tighten; fine
+        warnings.simplefilter("ignore", UserWarning)
+        fig.tight_layout()
     return _png(fig)
 
 
