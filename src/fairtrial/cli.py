@@ -298,6 +298,15 @@ def status(study: Optional[str] = typer.Argument(None, help="Study name or file 
     if as_json:
         _emit_json({"studies": [study_status(ws, store, n, verify).to_dict() for n in names]})
         return
+    if watch and not console.is_terminal:  # a pipe or a log: print a fresh view every 2 s
+        try:
+            while True:
+                console.print(_status_view([study_status(ws, store, n) for n in names], every))
+                console.rule()
+                sys.stdout.flush()
+                time.sleep(2)
+        except KeyboardInterrupt:
+            return
     if watch:
         from rich.live import Live
 
