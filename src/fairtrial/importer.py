@@ -14,7 +14,6 @@ so an import on different items shows up as an integrity finding, not as a silen
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -34,22 +33,15 @@ def _read_jsonl(path: Path, metric: str | None, eval_set: str | None,
                 known_metrics: list[str]) -> list[dict[str, Any]]:
     if not path.exists():
         raise UserError(f"{path}: no such file")
+    from fairtrial.data.readers import iter_jsonl
+
     rows = []
     seen = set()
-    with open(path, encoding="utf-8", errors="strict") as f:
-        try:
-            lines = f.read().splitlines()
-        except UnicodeDecodeError as e:
-            raise UserError(f"{path}: not UTF-8 ({e.reason} at byte {e.start})") from None
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}:{n}: not JSON: {e.msg}") from None
-        if not isinstance(obj, dict):
-            raise UserError(f"{path}:{n}: expected a JSON object per line")
+    try:
+        lines = list(iter_jsonl(path))
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    for n, obj in lines:
         if "item_id" not in obj:
             raise UserError(f"{path}:{n}: item_id is missing")
         value = obj.get("value", obj.get("score"))

@@ -237,21 +237,28 @@ def read_efcamdat(path: str | Path) -> list[Document]:
 
 # ----------------------------------------------------------------------------- generic tables
 
+def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-empty line of a JSONL file; a bad line or byte raises
+    ValueError naming `path:line`. Shared by every JSONL reader of the project."""
+    path = Path(path)
+    for i, line in enumerate(_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: line {i}: not valid JSON ({e.msg})") from None
+        if not isinstance(obj, dict):
+            raise ValueError(f"{path}: line {i}: expected a JSON object per line")
+        yield i, obj
+
+
 def _table_rows(path: Path) -> Iterator[tuple[int, dict]]:
     """(row number, dict) for CSV, TSV or JSONL; row numbers count data rows from 1 (CSV/TSV: line 2
     of the file is row 1); JSONL rows are line numbers."""
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
-        for i, line in enumerate(_lines(path), start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}: line {i}: not valid JSON ({e.msg})") from None
-            if not isinstance(obj, dict):
-                raise ValueError(f"{path}: line {i}: expected a JSON object per line")
-            yield i, obj
+        yield from iter_jsonl(path)
         return
     if suffix not in (".csv", ".tsv", ".tab", ".txt"):
         raise ValueError(f"{path}: unknown table format {suffix!r}; expected .csv, .tsv or .jsonl")

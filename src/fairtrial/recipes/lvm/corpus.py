@@ -9,7 +9,6 @@ row or parameter; the stage turns it into a StageError.
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,17 +102,9 @@ def _csv_rows(path: Path):
 
 
 def _jsonl_rows(path: Path):
-    with path.open(encoding="utf-8-sig") as f:
-        for i, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{i}: not valid JSON ({e.msg})") from e
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{i}: expected a JSON object per line")
-            yield i, row
+    from fairtrial.data.readers import iter_jsonl
+
+    return iter_jsonl(path)
 
 
 def _read_rows(path: Path, rows, text_field: str, id_field: str) -> list[Doc]:
