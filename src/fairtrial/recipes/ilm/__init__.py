@@ -18,9 +18,9 @@ DATA_STAGES = (
           input_files=_d.prepare_input_files, resources=Resources(cpus=1, memory_gb=1)),
     Stage("tokenizer", _d.tokenizer, version="1", params=("tokenizer",), needs=("prepare",),
           resources=Resources(cpus=1, memory_gb=1)),
-    Stage("examples", _d.examples, version="2", params=("masking", "train_level"),
+    Stage("examples", _d.examples, version="3", params=("masking", "train_level"),
           needs=("prepare", "tokenizer"), resources=Resources(cpus=2, memory_gb=2)),
-    Stage("testset", _d.testset, version="2", params=("testset",),
+    Stage("testset", _d.testset, version="3", params=("testset",),
           needs=("prepare", "tokenizer"), resources=Resources(cpus=1, memory_gb=1)),
 )
 

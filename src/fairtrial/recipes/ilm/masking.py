@@ -1,10 +1,11 @@
 """Hierarchical ILM masking (Donahue, Lee and Liang 2020, sec. 4 "Mask function").
 
 A document is a tree: document > paragraphs > sentences > words. Walking it top-down, each node is
-masked with probability p; a masked node's children are not visited. At the word level a trigger
-masks an n-gram of n ~ Uniform{1..8} words (clipped at the sentence end; n = 1 is a "word" span,
-n > 1 an "ngram" span) and the walk resumes after it. With p = 0.03 about 15% of tokens end up
-masked on the paper's data. Single-type maskers ("word", "ngram", "sentence", "paragraph",
+masked with probability p; a masked node's children are not visited. At the word level each word
+triggers with probability p; a trigger is, with probability ngram_p = 0.5, an "ngram" span of
+n ~ Uniform{1..8} words (clipped at the sentence end), else a single "word" span, and the walk
+resumes after it. This is the rule of the paper's released masker (MaskHierarchical, with
+mask_word_ngram_p = 0.5); with p = 0.03 about 15% of tokens end up masked. Single-type maskers ("word", "ngram", "sentence", "paragraph",
 "document") run only their own level. Each document gets up to n_masks distinct masks with at
 least min_spans spans, drawn in rounds of n_masks candidates (at most 1 + max_retries rounds).
 
@@ -41,6 +42,11 @@ class MaskConfig:
     kind: str = "hierarchical"
     p: float = 0.03
     ngram_max: int = 8
+    ngram_p: float = 0.5
+    """Share of word-level triggers that mask an n-gram rather than one word (hierarchical)."""
+
+    def ngram_share(self) -> float:
+        return {"hierarchical": self.ngram_p, "ngram": 1.0}.get(self.kind, 0.0)
 
     def level_p(self) -> dict[str, float]:
         k, p = self.kind, self.p
@@ -246,10 +252,11 @@ def _draw(fo: Forest, keys: np.ndarray, cfg: MaskConfig, docs: np.ndarray, rnd: 
     free = ~doc_m[tc] & ~sent_m[sen_pos[tc] + local_s]
     free &= ~par_m[par_pos[tc] + fo.sent_para[ts] - fo.doc_para[cand_doc[tc]]]
     tc, tl, gw, ts = tc[free], tl[free], gw[free], ts[free]
+    is_ng = _uniform(ckey[tc], cand_k[tc], 5, tl) < cfg.ngram_share()
     ngram = lo + np.floor(_uniform(ckey[tc], cand_k[tc], 4, tl) * (hi - lo + 1)).astype(np.int64)
-    k = np.minimum(ngram, fo.sent_word_end[ts] - gw)
+    k = np.minimum(np.where(is_ng, ngram, 1), fo.sent_word_end[ts] - gw)
     acc = _resolve_ngrams(tc, gw, gw + k, k >= lo)
-    tc, gw, k = tc[acc], gw[acc], k[acc]
+    tc, gw, k, is_ng = tc[acc], gw[acc], k[acc], is_ng[acc]
 
     dm = np.flatnonzero(doc_m)
     pm = np.flatnonzero(par_m)
@@ -257,7 +264,7 @@ def _draw(fo: Forest, keys: np.ndarray, cfg: MaskConfig, docs: np.ndarray, rnd: 
     gp = fo.doc_para[cand_doc[pc[pm]]] + pl[pm]
     span_c = np.concatenate([dm, pc[pm], sc[sm], tc])
     span_t = np.concatenate([np.full(len(dm), _DOC), np.full(len(pm), _PARA),
-                             np.full(len(sm), _SENT), np.where(k == 1, _WORD, _NGRAM)])
+                             np.full(len(sm), _SENT), np.where(is_ng, _NGRAM, _WORD)])
     span_s = np.concatenate([fo.base[cand_doc[dm]], fo.para[gp, 0], fo.sent[gs[sm], 0],
                              fo.word[gw, 0]])
     span_e = np.concatenate([fo.base[cand_doc[dm]] + fo.n_chars[cand_doc[dm]], fo.para[gp, 1],
