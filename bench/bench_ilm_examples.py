@@ -84,9 +84,10 @@ def naive_masks(text: str, seed: int, doc_id: str, n_masks=16, p=0.03, ngram_max
                     words = word_spans(text, sa, sb)
                     w = 0
                     while w < len(words):
-                        if rng.random() < p:
-                            k = min(rng.randint(1, ngram_max), len(words) - w)
-                            spans.append(("word" if k == 1 else "ngram", words[w][0],
+                        if rng.random() < p:  # the paper's rule: n-gram half the time
+                            is_ng = rng.random() < 0.5
+                            k = min(rng.randint(1, ngram_max), len(words) - w) if is_ng else 1
+                            spans.append(("ngram" if is_ng else "word", words[w][0],
                                           words[w + k - 1][1]))
                             w += k
                         else:
