@@ -63,6 +63,20 @@ def _fmt_s(s: float | None) -> str:
     return f"{s // 3600}h{(s % 3600) // 60:02d}m"
 
 
+def _plan(spec, ws):
+    """The study's plan, with input-file digests cached in the workspace."""
+    from fairtrial.plan import plan_for
+    from fairtrial.store.digests import DigestCache
+
+    digests = DigestCache(ws.root / "digests.json")
+    try:
+        plan = plan_for(spec, digests)
+    except FileNotFoundError as e:
+        raise UserError(f"{spec.path.name}: input file {e} does not exist") from None
+    digests.save()
+    return plan
+
+
 # ---------------------------------------------------------------- check
 @app.command()
 def check(study: Path = typer.Argument(..., help="The study file (TOML)."),
@@ -70,19 +84,12 @@ def check(study: Path = typer.Argument(..., help="The study file (TOML)."),
           as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON.")) -> None:
     """Validate a study file and print its plan: arms x replicates x stages, shared and cached
     stage runs, and estimated time per stage when history exists."""
-    from fairtrial.plan import plan_for
     from fairtrial.spec import load_spec
     from fairtrial.store import artifacts
-    from fairtrial.store.digests import DigestCache
 
     spec = load_spec(study)
     ws = _ws(workspace)
-    digests = DigestCache(ws.root / "digests.json")
-    try:
-        plan = plan_for(spec, digests)
-    except FileNotFoundError as e:
-        raise UserError(f"{study}: input file {e} does not exist") from None
-    digests.save()
+    plan = _plan(spec, ws)
     store = _store(ws)
     history = store.durations(spec.recipe.name)
     rows = []
@@ -184,19 +191,12 @@ def _run_foreground(spec, ws, cpus, memory_gb, quiet) -> bool:
                                TimeRemainingColumn)
 
     from fairtrial.engine.local import Slots, StudyLock, Supervisor
-    from fairtrial.plan import plan_for
-    from fairtrial.store.digests import DigestCache
 
     store = _store(ws)
     lock = StudyLock(ws, spec.name)
     lock.acquire()
     try:
-        digests = DigestCache(ws.root / "digests.json")
-        try:
-            plan = plan_for(spec, digests)
-        except FileNotFoundError as e:
-            raise UserError(f"{spec.path.name}: input file {e} does not exist") from None
-        digests.save()
+        plan = _plan(spec, ws)
         store.upsert_study(spec.name, str(spec.path), spec.recipe.name, spec.digest,
                            dict(spec.raw, _stages=[s.name for s in spec.recipe.stages]))
         store.ensure_runs([n.to_record() for n in plan.nodes.values()], spec.name)

@@ -12,7 +12,6 @@ commit where the upstream README pins one) and sha256 digests, computed from unc
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from fairtrial.errors import UserError
+from fairtrial.store.digests import sha256_file
 
 ENV_MIRROR = "FAIRTRIAL_DATA"        # a local mirror laid out like shared/data
 ENV_HOME = "FAIRTRIAL_DATA_HOME"     # where fetch writes (default ~/.cache/fairtrial/data)
@@ -118,14 +118,6 @@ def list_datasets() -> list[dict]:
                     "bytes": sum(f["bytes"] for f in d["files"]),
                     "location": str(loc) if loc else None})
     return out
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def fetch(name: str, dest: str | os.PathLike | None = None,

@@ -108,14 +108,12 @@ def verify(ws: Workspace, key: str, full: bool = False) -> Verified:
     """Check an artifact against its manifest. Quick mode compares sizes and modification times
     and re-hashes only files whose time changed; `full` re-hashes everything."""
     folder = ws.artifact(key)
-    mpath = folder / MANIFEST
     try:
         manifest = read_manifest(folder)
     except FileNotFoundError:
         return Verified(False, "missing" if not folder.exists() else "no manifest")
     except (OSError, ValueError) as e:
         return Verified(False, f"unreadable manifest: {e}")
-    del mpath
     if manifest.get("key") != key:
         return Verified(False, "manifest key mismatch")
     for rel, info in manifest.get("files", {}).items():
