@@ -130,6 +130,32 @@ def test_gpu_request_without_gpus_fails_with_advice(cli, make_study):
     del env_has_gpu
 
 
+def test_gpu_stages_get_one_gpu_each_and_never_share_it(cli, make_study):
+    """Two (pretend) GPUs, four runs of a one-GPU stage: each run sees only its GPU through
+    CUDA_VISIBLE_DEVICES and gets device "cuda"; runs that overlap in time hold different GPUs."""
+    study = make_study(params="sleep = 1.0\nsteps = 2", better="steps = 3",
+                       extra="\n[resources.work]\ngpus = 1\ncpus = 0.5\n")
+    cli.env["CUDA_VISIBLE_DEVICES"] = "3,5"
+    cli("run", study, check=0)
+    st = status_json(cli)
+    runs = []
+    for key, r in st["runs"].items():
+        if r["stage"] == "work":
+            m = json.loads((cli.tmp / "ws" / "artifacts" / key[:2] / key / "manifest.json")
+                           .read_text())
+            runs.append((m["started_at"], m["ended_at"], m["summary"]))
+    assert len(runs) == 4
+    assert {s["device"] for _, _, s in runs} == {"cuda"}
+    assert {s["visible_gpus"] for _, _, s in runs} == {"3", "5"}
+    overlaps = 0
+    for i, (a0, a1, sa) in enumerate(runs):
+        for b0, b1, sb in runs[i + 1:]:
+            if a0 < b1 and b0 < a1:  # overlapping in time
+                overlaps += 1
+                assert sa["visible_gpus"] != sb["visible_gpus"]
+    assert overlaps >= 1  # two GPUs, two CPU slots: the runs did go two at a time
+
+
 def _running_work(cli):
     p = cli("status", "--json", check=0)
     studies = json.loads(p.stdout)["studies"]

@@ -120,6 +120,7 @@ def train_stage(ctx) -> dict[str, Any]:
         raise StageError(str(e)) from None
 
     resolved["selected_step"] = result["selected_step"]
+    resolved["precision_used"] = result["precision"]
     M.save_model(model.cpu(), tok, Path(ctx.out) / "model", resolved)
     with open(Path(ctx.out) / "train_log.jsonl", "w", encoding="utf-8") as f:
         for row in result["history"]:
@@ -130,7 +131,8 @@ def train_stage(ctx) -> dict[str, Any]:
     return {"steps": result["steps"], "selected_step": result["selected_step"],
             "final_train_loss": last.get("loss"),
             "best_valid_infill_loss": result["best"].get("valid_infill_loss"),
-            "n_params": n_params, "useful_tokens_per_s": round(result["useful_tokens_per_s"], 1)}
+            "n_params": n_params, "device": ctx.device, "precision": result["precision"],
+            "useful_tokens_per_s": round(result["useful_tokens_per_s"], 1)}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -293,10 +293,14 @@ def train(model, train_data, valid_data, params: TrainParams, *, ids: dict[str, 
           resolved: dict[str, Any] | None = None,
           progress: Callable[..., None] | None = None, log=None,
           heartbeat: Callable[[], None] | None = None,
-          max_len: int | None = None) -> dict[str, Any]:
+          max_len: int | None = None, amp_on_cpu: bool = False) -> dict[str, Any]:
     """Train `model` in place on `train_data` (a sequence of token-id arrays with `.lengths()` or
     plain len()), resuming from `checkpoint_dir/last.pt` when it exists. Leaves the selected
-    weights (best or last) in the model. Returns the history and a summary."""
+    weights (best or last) in the model. Returns the history and a summary.
+
+    `params.precision` applies on a GPU; `amp_on_cpu=True` applies it on the CPU too (CPU autocast
+    is slow, so studies never ask for it; the tests use it to run the mixed-precision path, loss
+    scaling and its checkpointed state included, on a machine without a GPU)."""
     import torch
 
     # --- setup ------------------------------------------------------------------------------
@@ -317,11 +321,12 @@ def train(model, train_data, valid_data, params: TrainParams, *, ids: dict[str, 
                     n_cut, max_len)
 
     on_gpu = device.startswith("cuda")
+    device_type = torch.device(device).type  # "cuda:1" -> "cuda", as autocast and GradScaler want
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(params.precision)
-    use_amp = on_gpu and amp_dtype is not None  # CPU stays fp32: CPU autocast is slow and lossy
+    use_amp = amp_dtype is not None and (on_gpu or amp_on_cpu)  # the CPU stays fp32 by default
 
     def autocast():
-        return torch.autocast("cuda", dtype=amp_dtype, enabled=use_amp)
+        return torch.autocast(device_type, dtype=amp_dtype, enabled=use_amp)
 
     model.to(device).train()
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
@@ -332,7 +337,8 @@ def train(model, train_data, valid_data, params: TrainParams, *, ids: dict[str, 
         lr=params.lr, betas=(params.beta1, params.beta2), fused=on_gpu)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, total, params))
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and params.precision == "fp16")
+    # fp16 needs loss scaling (its range underflows small gradients); bf16 has fp32's range
+    scaler = torch.amp.GradScaler(device_type, enabled=use_amp and params.precision == "fp16")
 
     step = 0
     history: list[dict[str, Any]] = []
@@ -443,6 +449,7 @@ def train(model, train_data, valid_data, params: TrainParams, *, ids: dict[str, 
     best = {k: v for k, v in (best or {}).items() if k != "state"}
     return {"history": history, "evals": evals, "best": best, "steps": step, "total": total,
             "selected_step": best.get("step", step) if params.select == "best" else step,
+            "precision": params.precision if use_amp else "fp32",
             "useful_tokens": useful, "computed_tokens": computed, "seconds": elapsed,
             "useful_tokens_per_s": useful / max(elapsed, 1e-9)}
 

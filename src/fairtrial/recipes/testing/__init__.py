@@ -114,7 +114,8 @@ def work(ctx) -> dict[str, Any]:
         ctx.progress(step + 1, steps, unit="step")
     (ctx.out / "model.json").write_text(json.dumps(state))
     _trace(ctx, "work", "end")
-    return {"steps": steps, "resumed": state["resumed"], "micro_batch": p["micro_batch"]}
+    return {"steps": steps, "resumed": state["resumed"], "micro_batch": p["micro_batch"],
+            "device": ctx.device, "visible_gpus": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
 
 def score(ctx) -> dict[str, Any]:
