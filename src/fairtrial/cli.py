@@ -131,17 +131,21 @@ def run(study: Path = typer.Argument(..., help="The study file (TOML)."),
                                     help="Run in a background supervisor and return at once."),
         cpus: Optional[float] = typer.Option(None, help="CPU slots (default: all cores)."),
         memory_gb: Optional[float] = typer.Option(None, help="Memory budget (default: 90% of RAM)."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display.")) -> None:
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+        as_json: bool = typer.Option(False, "--json",
+                                     help="No progress display; print the outcome as JSON.")) -> None:
     """Run a study (resumes whatever is not done; cached stage runs are not run again)."""
     from fairtrial.spec import load_spec
 
     spec = load_spec(study)
     ws = _ws(workspace)
     if detach:
-        _detach(study, ws, cpus, memory_gb)
+        _detach(study, ws, cpus, memory_gb, as_json)
         return
-    ok = _run_foreground(spec, ws, cpus, memory_gb, quiet)
-    raise typer.Exit(0 if ok else 1)
+    outcome = _run_foreground(spec, ws, cpus, memory_gb, quiet or as_json, as_json)
+    if as_json:
+        _emit_json(outcome)
+    raise typer.Exit(0 if outcome["ok"] else 1)
 
 
 @app.command()
@@ -149,12 +153,13 @@ def resume(study: Path = typer.Argument(..., help="The study file (TOML)."),
            workspace: Optional[Path] = WorkspaceOpt,
            detach: bool = typer.Option(False, "--detach", "-d"),
            cpus: Optional[float] = typer.Option(None), memory_gb: Optional[float] = typer.Option(None),
-           quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
+           quiet: bool = typer.Option(False, "--quiet", "-q"),
+           as_json: bool = typer.Option(False, "--json")) -> None:
     """Same as `run`: finds lost and unfinished stage runs and completes them."""
-    run(study, workspace, detach, cpus, memory_gb, quiet)
+    run(study, workspace, detach, cpus, memory_gb, quiet, as_json)
 
 
-def _detach(study: Path, ws, cpus, memory_gb) -> None:
+def _detach(study: Path, ws, cpus, memory_gb, as_json: bool = False) -> None:
     from fairtrial.spec import load_spec
 
     spec = load_spec(study)
@@ -182,11 +187,15 @@ def _detach(study: Path, ws, cpus, memory_gb) -> None:
         except (OSError, ValueError):
             pass
         time.sleep(0.1)
+    if as_json:
+        _emit_json({"study": spec.name, "detached": True, "pid": proc.pid, "log": str(log)})
+        return
     console.print(f"started {spec.name} in the background (pid {proc.pid}); log: {log}")
     console.print(f"watch: fairtrial status {spec.name} --watch    stop: fairtrial stop {spec.name}")
 
 
-def _run_foreground(spec, ws, cpus, memory_gb, quiet) -> bool:
+def _run_foreground(spec, ws, cpus, memory_gb, quiet, as_json: bool = False) -> dict:
+    """Run the study in this process; returns the outcome (`ok`, counts, failed runs)."""
     from rich.progress import (BarColumn, Progress, TaskProgressColumn, TextColumn,
                                TimeRemainingColumn)
 
@@ -250,18 +259,27 @@ def _run_foreground(spec, ws, cpus, memory_gb, quiet) -> bool:
             result = sup.run()
             progress.update(overall, completed=result.done + result.cached)
         n_total = len(plan.nodes)
+        failed = []
+        for key in result.failed:
+            rec = store.get_run(key) or {}
+            failed.append({"key": key, "stage": plan.nodes[key].stage,
+                           "error": (rec.get("error") or "").splitlines()[0] if rec.get("error") else ""})
+        outcome = {"study": spec.name, "ok": result.ok, "stage_runs": n_total, "run": result.done,
+                   "cached": result.cached, "failed": failed,
+                   "skipped": [{"key": k, "stage": plan.nodes[k].stage} for k in result.skipped],
+                   "interrupted": result.interrupted}
+        if as_json:
+            return outcome
         console.print(f"{spec.name}: {result.done} run, {result.cached} cached, "
                       f"{len(result.failed)} failed, {len(result.skipped)} skipped of {n_total} "
                       "stage runs" + (" (interrupted; `fairtrial run` resumes)" if result.interrupted else ""))
-        for key in result.failed:
-            rec = store.get_run(key) or {}
-            console.print(f"  [red]failed[/] {plan.nodes[key].stage} {key[:12]}: "
-                          f"{(rec.get('error') or '').splitlines()[0] if rec.get('error') else ''}"
-                          f"  (fairtrial logs {key[:12]})")
+        for f in failed:
+            console.print(f"  [red]failed[/] {f['stage']} {f['key'][:12]}: {f['error']}"
+                          f"  (fairtrial logs {f['key'][:12]})")
         if result.skipped:
             names = sorted({plan.nodes[k].stage for k in result.skipped})
             console.print(f"  skipped downstream of failures: {len(result.skipped)} ({', '.join(names)})")
-        return result.ok
+        return outcome
     finally:
         lock.release()
         store.dispose()
@@ -387,7 +405,8 @@ def _status_view(statuses, every: bool):
 @app.command()
 def stop(study: Optional[str] = typer.Argument(None, help="Study name or file."),
          workspace: Optional[Path] = WorkspaceOpt,
-         timeout: float = typer.Option(60, help="Seconds to wait for a clean end.")) -> None:
+         timeout: float = typer.Option(60, help="Seconds to wait for a clean end."),
+         as_json: bool = typer.Option(False, "--json", help="Print what was stopped as JSON.")) -> None:
     """End a background run cleanly (running stage runs are interrupted and resume later)."""
     from fairtrial.engine.pidfile import read_supervisor
     from fairtrial.status import _alive
@@ -405,6 +424,7 @@ def stop(study: Optional[str] = typer.Argument(None, help="Study name or file.")
     if not live:
         raise Refused("nothing to stop: no supervisor is running" +
                       (f" for {names[0]}" if study else ""))
+    stopped = []
     for n, sup in live:
         os.kill(sup["pid"], signal.SIGTERM)
         deadline = time.time() + timeout
@@ -412,7 +432,11 @@ def stop(study: Optional[str] = typer.Argument(None, help="Study name or file.")
             time.sleep(0.2)
         if _alive(sup["pid"], None, ""):
             raise Refused(f"{n}: supervisor pid {sup['pid']} did not end within {timeout:.0f}s")
-        console.print(f"stopped {n} (supervisor pid {sup['pid']}); `fairtrial run` resumes it")
+        stopped.append({"study": n, "pid": sup["pid"]})
+        if not as_json:
+            console.print(f"stopped {n} (supervisor pid {sup['pid']}); `fairtrial run` resumes it")
+    if as_json:
+        _emit_json({"stopped": stopped})
 
 
 # ---------------------------------------------------------------- logs
@@ -637,25 +661,53 @@ def infill(model_run: str = typer.Argument(..., help="A train stage-run key (pre
 
 # ---------------------------------------------------------------- recipes
 @app.command()
-def recipes() -> None:
+def recipes(as_json: bool = typer.Option(False, "--json", help="Print the list as JSON.")) -> None:
     """List the recipes and their stages and metrics."""
     from fairtrial.recipes import registry
 
+    rows = []
     for name in registry.names():
         try:
             r = registry.get(name)
         except UserError as e:
-            console.print(f"[bold]{name}[/]: unavailable ({e})")
+            rows.append({"name": name, "available": False, "error": str(e)})
+            if not as_json:
+                console.print(f"[bold]{name}[/]: unavailable ({e})")
+            continue
+        rows.append({"name": name, "available": True, "description": r.description,
+                     "stages": [{"name": s.name, "version": s.version,
+                                 "needs": list(s.needs)} for s in r.stages],
+                     "metrics": [{"name": m.name, "direction": m.direction,
+                                  "aggregation": m.aggregation} for m in r.metrics]})
+        if as_json:
             continue
         console.print(f"[bold]{name}[/]: {r.description}")
         console.print("  stages: " + " -> ".join(s.name for s in r.stages))
         console.print("  metrics: " + ", ".join(f"{m.name} ({m.direction})" for m in r.metrics))
+    if as_json:
+        _emit_json({"recipes": rows})
 
 
 @app.command()
-def version() -> None:
+def version(as_json: bool = typer.Option(False, "--json",
+                                         help="Also the code version and the main libraries'.")) -> None:
     """Print the version."""
-    console.print(f"fairtrial {__version__}")
+    if not as_json:
+        console.print(f"fairtrial {__version__}")
+        return
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    from fairtrial.store.artifacts import code_version
+
+    libs = {}
+    for lib in ("torch", "transformers", "numpy", "pandas", "pyarrow", "sqlalchemy", "pydantic"):
+        try:
+            libs[lib] = dist_version(lib)
+        except PackageNotFoundError:
+            libs[lib] = None
+    _emit_json({"fairtrial": __version__, "code_version": code_version(),
+                "python": platform.python_version(), "libraries": libs})
 
 
 # ---------------------------------------------------------------- entry point

@@ -52,6 +52,9 @@ def test_run_then_fully_cached_rerun_calls_nothing(cli, make_study):
     p = cli("run", study, check=0)
     assert len(calls(cli.tmp)) == n  # zero stage functions called
     assert "0 run, 7 cached" in p.stdout
+    out = json.loads(cli("run", study, "--json", check=0).stdout)
+    assert out == {"study": "study", "ok": True, "stage_runs": 7, "run": 0, "cached": 7,
+                   "failed": [], "skipped": [], "interrupted": False}
     st = status_json(cli)
     assert st["totals"] == {"done": 7, "total": 7}
     # (how fast a cached re-run is belongs to bench/bench_engine.py, not to a test)
@@ -59,8 +62,11 @@ def test_run_then_fully_cached_rerun_calls_nothing(cli, make_study):
 
 def test_failure_is_recorded_and_other_arms_continue(cli, make_study):
     study = make_study(better='fail = true\nfail_message = "bad batch in shard 3"')
-    p = cli("run", study, check=1)
-    assert "bad batch in shard 3" in p.stdout
+    p = cli("run", study, "--json", check=1)
+    out = json.loads(p.stdout)
+    assert not out["ok"] and {f["stage"] for f in out["failed"]} == {"work"}
+    assert {f["error"] for f in out["failed"]} == {"bad batch in shard 3"}
+    assert {r["stage"] for r in out["skipped"]} == {"score"}
     st = status_json(cli)
     cells = {(c["arm"], c["replicate"], c["stage"]): c["state"] for c in st["cells"]}
     assert cells[("base", 0, "score")] == "done" and cells[("base", 1, "score")] == "done"
@@ -170,14 +176,15 @@ def _running_work(cli):
 
 def test_detach_lock_stop_and_resume(cli, make_study):
     study = make_study(params="sleep = 24\nsteps = 240")
-    p = cli("run", study, "--detach", check=0)
-    assert "started study in the background" in p.stdout
+    p = cli("run", study, "--detach", "--json", check=0)
+    started = json.loads(p.stdout)
+    assert started["detached"] and started["study"] == "study" and started["pid"] > 0
     wait_for(lambda: _running_work(cli))
     # a second run on the same study refuses: it does not touch the store
     p = cli("run", study, check=3)
     assert "already running" in p.stderr
-    p = cli("stop", "study", check=0)
-    assert "stopped study" in p.stdout
+    p = cli("stop", "study", "--json", check=0)
+    assert [s["study"] for s in json.loads(p.stdout)["stopped"]] == ["study"]
     st = status_json(cli)
     assert st["supervisor"] is None
     bad = [r for r in st["runs"].values() if r["state"] in ("running", "lost")]
@@ -226,3 +233,13 @@ def test_kill_worker_mid_stage_resumes(cli, make_study):
     assert all(v == 1 for v in ends(cli).values()) and len(ends(cli)) == 7
     outcomes = [o for (o,) in db_rows(cli, f"select outcome from attempts where key='{running['key']}'")]
     assert outcomes == ["lost", "done"]
+
+
+def test_recipes_and_version_as_json(cli):
+    rows = json.loads(cli("recipes", "--json", check=0).stdout)["recipes"]
+    ilm = next(r for r in rows if r["name"] == "ilm")
+    assert [s["name"] for s in ilm["stages"]][:2] == ["prepare", "tokenizer"]
+    assert {"name": "infill_ppl", "direction": "lower", "aggregation": "geomean"} in ilm["metrics"]
+    v = json.loads(cli("version", "--json", check=0).stdout)
+    assert v["fairtrial"] and v["code_version"].startswith(v["fairtrial"])
+    assert v["libraries"]["torch"]
