@@ -66,6 +66,7 @@ def _fmt_s(s: float | None) -> str:
 def _plan(spec, ws):
     """The study's plan, with input-file digests cached in the workspace."""
     from fairtrial.plan import plan_for
+    from fairtrial.recipes.api import StageError
     from fairtrial.store.digests import DigestCache
 
     digests = DigestCache(ws.root / "digests.json")
@@ -73,6 +74,8 @@ def _plan(spec, ws):
         plan = plan_for(spec, digests)
     except FileNotFoundError as e:
         raise UserError(f"{spec.path.name}: input file {e} does not exist") from None
+    except StageError as e:  # a recipe naming its input files found bad params (a missing data path)
+        raise UserError(f"{spec.path.name}: {e}") from None
     digests.save()
     return plan
 
