@@ -59,6 +59,11 @@ def test_missing_paths_give_clear_errors(tmp_path):
 
 def test_unreachable_hub_name_is_a_clear_error(world, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # huggingface_hub reads the variable once, at import: an earlier import would still go online
+    # and wait for the network's timeouts
+    import huggingface_hub.constants as hub_constants
+
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(ValueError, match="model.pretrained: cannot load 'no-such-org/no-such-model'"):
         build_model(ModelParams(pretrained="no-such-org/no-such-model"), world.tok)
 
