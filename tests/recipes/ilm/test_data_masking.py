@@ -156,7 +156,7 @@ def test_built_examples_equal_per_example_reference(tmp_path, onestop):
             ex, start = M.build_example(enc.ids, spans, ids, ids["start_infill"],
                                         ids["end_infill"], ids["eos"])
             want.append(ex)
-            want_items.append({"item_id": f"{doc_id}/{k}", "infill_start": start,
+            want_items.append({"item_id": f"{doc_id}/{k}", "doc": doc_id, "infill_start": start,
                                "n_spans": len(spans), "span_types": [t for t, _, _ in spans]})
     assert len(sh) == len(want) == meta["n_examples"]
     assert all(sh[i].tolist() == want[i] for i in range(len(want)))
@@ -176,6 +176,22 @@ def test_long_documents_are_cut_into_pieces(tmp_path, onestop):
     assert meta["n_docs"] == 6 and len(items) > 6
     assert meta["n_pieces"] == len(items) + meta["docs_without_mask"]
     assert all("#" in r["item_id"] for r in items)
+    # every piece remembers its document; evaluation scores one item per document, summing the
+    # NLL and tokens of its pieces (the bootstrap then resamples independent documents)
+    assert all(r["item_id"].startswith(r["doc"] + "#") for r in items)
+    assert {r["doc"] for r in items} <= {d for d, _ in docs}
+    from fairtrial.recipes.ilm.evaluate import CONTEXT, END, INFILL, item_rows, open_testset
+
+    _, item_ids, _ = open_testset(tmp_path / "s")
+    assert item_ids == [r["doc"] for r in items]
+    n = len(items)
+    sums = {f"{w}_{k}": np.arange(1.0, n + 1) for w in ("nll", "n") for k in (INFILL, END, CONTEXT)}
+    rows, _ = item_rows(item_ids, sums, eval_set="Adv", digest="d")
+    ppl = [r for r in rows if r["metric"] == "infill_ppl"]
+    assert len(ppl) == len(set(item_ids)) < n
+    first = item_ids[0]
+    assert ppl[0]["item_id"] == first
+    assert ppl[0]["nll_sum"] == sum(i + 1.0 for i, d in enumerate(item_ids) if d == first)
     # an example holds its piece's tokens once (context + answers) plus 2 per span and 2 more
     n_text = sh.lengths() - 2 * np.array([r["n_spans"] for r in items]) - 2
     assert n_text.max() <= 256 and n_text.mean() > 128

@@ -20,7 +20,7 @@ DATA_STAGES = (
           resources=Resources(cpus=1, memory_gb=1)),
     Stage("examples", _d.examples, version="3", params=("masking", "train_level"),
           needs=("prepare", "tokenizer"), resources=Resources(cpus=2, memory_gb=2)),
-    Stage("testset", _d.testset, version="3", params=("testset",),
+    Stage("testset", _d.testset, version="4", params=("testset",),
           needs=("prepare", "tokenizer"), resources=Resources(cpus=1, memory_gb=1)),
 )
 

@@ -10,8 +10,9 @@ Three metrics, as in Donahue et al. (2020), table 3, all per item (test document
                        <|start_infill|> itself are left out.
 The closing <|endoftext|> counts in none of them. Each row also carries `nll_sum` and `n_tokens`,
 so the analysis can aggregate token-weighted (sum NLL / sum tokens) instead of averaging per-item
-perplexities. When several test examples share an item id (several maskings of one document),
-their NLLs and token counts are summed before the perplexity is taken.
+perplexities. When several test examples belong to one document (several maskings, or the pieces
+of a document cut to fit the model), their NLLs and token counts are summed before the perplexity
+is taken: one item per test document.
 
 `score_examples` and `item_rows` serve the unigram baseline too (unigram.py), so the model and the
 baseline count exactly the same targets.
@@ -144,18 +145,20 @@ def test_levels(testset: Path, levels: list[str] | None = None) -> list[str]:
 
 
 def open_testset(folder: Path):
-    """(examples, item ids, eval_set_digest) of one level's shard folder. The digest is the one
-    the testset stage wrote; a folder without one gets a digest of its item ids and token ids,
-    so equal content still means equal digests."""
+    """(examples, the item id of each example, eval_set_digest) of one level's shard folder.
+    An item is a test document: the pieces of a document cut to fit the model (max_doc_tokens)
+    and its several maskings are examples of one item, summed by `item_rows`, so the items the
+    bootstrap resamples are independent documents, not correlated parts of one. The digest is
+    the one the testset stage wrote; a folder without one gets a digest of its example ids and
+    token ids, so equal content still means equal digests."""
     from fairtrial.recipes.ilm.examples import ExampleShards
     from fairtrial.scores import eval_set_digest
 
     shards = ExampleShards(folder)
-    item_ids = shards.item_ids()
     digest = shards.meta.get("eval_set_digest")
     if not digest:
-        digest = eval_set_digest(item_ids, [np.asarray(e).tolist() for e in shards])
-    return shards, item_ids, digest
+        digest = eval_set_digest(shards.item_ids(), [np.asarray(e).tolist() for e in shards])
+    return shards, shards.doc_ids(), digest
 
 
 def check_lengths(examples, item_ids: Sequence[str], max_len: int, where: str) -> None:

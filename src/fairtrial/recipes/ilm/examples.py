@@ -237,6 +237,15 @@ class ExampleShards:
             return [str(i) for i in range(len(self))]
         return [r["item_id"] for r in items]
 
+    def doc_ids(self) -> list[str]:
+        """The source document of each example: a document cut into pieces (max_doc_tokens) or
+        masked several times gives several examples of one document. Records written before the
+        "doc" field existed fall back to the item id."""
+        items = self.items()
+        if not items:
+            return self.item_ids()
+        return [r.get("doc", r["item_id"]) for r in items]
+
 
 # ----------------------------------------------------------------------------- building examples
 #
@@ -308,19 +317,22 @@ def _encode(tok, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _units(tok, batch: list[tuple[str, str]], max_tokens: int | None):
     """The (id, text) units to mask: documents, or pieces of documents longer than max_tokens;
-    units without tokens are dropped. Returns (ids, texts, token ids, token ends, tokens per unit)."""
+    units without tokens are dropped. Returns (ids, texts, token ids, token ends, tokens per unit,
+    the document id of each unit)."""
     ids, ends, n_tok = _encode(tok, [t for _, t in batch])
+    docs = [d for d, _ in batch]
     if max_tokens is not None and (n_tok > max_tokens).any():
         starts = np.cumsum(n_tok) - n_tok
-        pieces = [pc for (doc_id, text), s, n in zip(batch, starts, n_tok)
+        pieces = [(pc, doc_id) for (doc_id, text), s, n in zip(batch, starts, n_tok)
                   for pc in _chunks(doc_id, text, ends[s:s + n], max_tokens)]
-        batch = pieces
-        ids, ends, n_tok = _encode(tok, [t for _, t in pieces])
+        batch, docs = [pc for pc, _ in pieces], [d for _, d in pieces]
+        ids, ends, n_tok = _encode(tok, [t for _, t in batch])
     if (n_tok == 0).any():
         keep = n_tok > 0
         batch = [b for b, k in zip(batch, keep) if k]
+        docs = [d for d, k in zip(docs, keep) if k]
         n_tok = n_tok[keep]
-    return [i for i, _ in batch], [t for _, t in batch], ids, ends, n_tok
+    return [i for i, _ in batch], [t for _, t in batch], ids, ends, n_tok, docs
 
 
 def _build_batch(batch: list[tuple[str, str]]):
@@ -329,7 +341,7 @@ def _build_batch(batch: list[tuple[str, str]]):
 
     tok, ids, cfg = _W["tok"], _W["ids"], _W["cfg"]
     mc = M.MaskConfig(kind=cfg["kind"], p=cfg["p"], ngram_max=cfg["ngram_max"])
-    unit_ids, texts, tokens, tok_end, n_tok = _units(tok, batch, cfg["max_doc_tokens"])
+    unit_ids, texts, tokens, tok_end, n_tok, unit_docs = _units(tok, batch, cfg["max_doc_tokens"])
     fo = M.forest(texts)
     keys = [M.doc_key(cfg["seed"], u) for u in unit_ids]
     ms = M.mask_batch(fo, keys, mc, cfg["n_masks"], cfg["max_retries"], cfg["min_spans"])
@@ -401,8 +413,8 @@ def _build_batch(batch: list[tuple[str, str]]):
             types[e].append(M.SPAN_TYPES[t])
         for e, (d, k) in enumerate(zip(ed.tolist(), rank.tolist())):
             item = unit_ids[d] if cfg["n_masks"] == 1 else f"{unit_ids[d]}/{k}"
-            records.append({"item_id": item, "infill_start": infill[e], "n_spans": len(types[e]),
-                            "span_types": types[e]})
+            records.append({"item_id": item, "doc": unit_docs[d], "infill_start": infill[e],
+                            "n_spans": len(types[e]), "span_types": types[e]})
     return flat, lengths, records, st_all, span_counts
 
 

@@ -82,7 +82,7 @@ def eval_texts(testset: Path, prep: Path) -> tuple[dict[str, dict[str, str]], di
         level = folder.name
         docs = {r["id"]: r["text"] for r in _rows(prep / level / "test.jsonl")}
         items: dict[str, str] = {}
-        for item in ExampleShards(folder).item_ids():
+        for item in dict.fromkeys(ExampleShards(folder).doc_ids()):  # the scored item ids
             doc = document_of(str(item), docs)
             if doc is None:
                 unmatched.setdefault(level, []).append(str(item))

@@ -231,10 +231,10 @@ MODEL_STAGES = (
     Stage("train", train_stage, version="1", params=("model", "train"),
           needs=("examples", "tokenizer"), seeded=True, checkpoints=True, oom=oom_policy,
           resources=Resources(cpus=1, gpus=0, memory_gb=2)),
-    Stage("evaluate", evaluate_stage, version="1", params=("eval",),
+    Stage("evaluate", evaluate_stage, version="2", params=("eval",),
           needs=("train", "testset", "tokenizer"), emits_scores=True,
           resources=Resources(cpus=1, gpus=0, memory_gb=1)),
-    Stage("baseline", baseline_stage, version="1", params=("train_level",),
+    Stage("baseline", baseline_stage, version="2", params=("train_level",),
           needs=("prepare", "testset", "tokenizer"), emits_scores=True,
           resources=Resources(cpus=1, gpus=0, memory_gb=1)),
 )
