@@ -9,7 +9,7 @@ Shard format (a folder; the model side reads it with `ExampleShards`):
   tokens-K.bin   flat little-endian np.uint32 token ids of the shard's examples, back to back
   offsets-K.npy  np.int64, length N+1: example j of shard K is tokens[offsets[j]:offsets[j+1]]
   items.jsonl    optional, one JSON object per example in global order: {"item_id": str, ...};
-                 test sets add "infill_start" (index of <|start_infill|> in the example: tokens
+                 test sets add "doc" (the source document: the scored item), "infill_start" (index of <|start_infill|> in the example: tokens
                  before it are context, tokens after it are the infilled answers, each ended by
                  <|end_infill|>, then <|endoftext|>), "n_spans" and "span_types"
 
