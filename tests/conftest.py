@@ -76,6 +76,17 @@ def cli(tmp_path, monkeypatch):
     return run
 
 
+def db_rows(cli, sql: str):
+    """Rows of a query on the `cli` fixture's workspace database."""
+    import sqlite3
+
+    con = sqlite3.connect(cli.tmp / "ws" / "fairtrial.db")
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
 def calls(tmp_path: Path) -> list[tuple[str, str, str]]:
     f = tmp_path / "calls.txt"
     if not f.exists():

@@ -11,21 +11,12 @@ which is how one data split serves every arm and a cached run serves another stu
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from fairtrial.recipes.api import Recipe, Resources
-
-
-def canonical(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def digest_of(obj: Any) -> str:
-    return hashlib.sha256(canonical(obj).encode()).hexdigest()
+from fairtrial.store.digests import canonical, digest_of  # noqa: F401 - re-exported
 
 
 @dataclass

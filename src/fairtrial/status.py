@@ -138,13 +138,14 @@ def study_status(ws: Workspace, store: Store, study: str, verify: bool = False,
     runs: dict[str, RunStatus] = {}
     for key in keys:
         rec = records.get(key)
-        if verify:
-            ok = artifacts.verify(ws, key, full=True).ok
+        why = ""
+        if not os.path.exists(f"{art_root}/{key[:2]}/{key}/{artifacts.MANIFEST}"):
+            ok = False
         else:
-            # cheap for the common case (a done record and its manifest); anything else is
-            # checked against the manifest
-            ok = os.path.exists(f"{art_root}/{key[:2]}/{key}/{artifacts.MANIFEST}") and (
-                (rec is not None and rec.get("state") == "done") or artifacts.verify(ws, key).ok)
+            # the manifest is read and every file's size and times checked against it (a file
+            # whose times changed is re-hashed); --verify re-hashes every file
+            v = artifacts.verify(ws, key, full=verify)
+            ok, why = v.ok, v.reason
         stage = rec["stage"] if rec else stage_of[key]
         if ok:  # the common case, inlined: 10,000 runs must take a fraction of a second
             state = "cached" if rec and rec["study"] not in (None, study) else "done"
@@ -162,6 +163,9 @@ def study_status(ws: Workspace, store: Store, study: str, verify: bool = False,
                 rs.error = rec["error"].strip().splitlines()[0]
             if state == "lost" and rec.get("state") == "running":
                 rs.error = "process gone or heartbeat stale; `fairtrial run` resumes it"
+            elif state == "lost":
+                rs.error = (f"its artifact is {'missing' if not why else 'corrupt: ' + why}; "
+                            "`fairtrial run` runs it again")
             if state == "running":
                 rs.progress = rec.get("progress_done")
                 rs.progress_total = rec.get("progress_total")

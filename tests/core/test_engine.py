@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -14,20 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import calls
+from tests.conftest import calls, db_rows
 
 
 def status_json(cli) -> dict:
     p = cli("status", "--json", check=0)
     return json.loads(p.stdout)["studies"][0]
-
-
-def db_rows(cli, sql: str):
-    con = sqlite3.connect(cli.tmp / "ws" / "fairtrial.db")
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def ends(cli) -> Counter:

@@ -5,6 +5,13 @@ processes within the machine's slots (CPU slots, memory, GPUs), supervises them,
 failures with back-off, applies OOM policies, and survives its own death: a new supervisor finds
 runs whose process is gone (`lost`) and runs them again, from their checkpoints where they keep one.
 
+Studies share stage runs (equal keys), and several supervisors may run on one workspace at once.
+Before a supervisor starts a stage run it takes the run's lease in the record store (one row per
+key; see `Store.try_lease`): only the holder runs the key, writes its attempts and touches its
+checkpoint. Another supervisor that needs the key waits and then finds it done. A lease is free
+again when its holders (the supervisor and its worker) are dead on this host, or when its renewal
+is older than the stale limit (a holder on another host).
+
 Workers for CPU stages are long-lived (a Python start-up per stage run would cost more than a
 trivial stage); a GPU stage gets a fresh worker with CUDA_VISIBLE_DEVICES set to its devices.
 """
@@ -20,6 +27,7 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from pathlib import Path
@@ -37,6 +45,41 @@ from fairtrial.workspace import Workspace
 MAX_LOST = 3
 """A run whose worker dies this many times is failed (a segfaulting stage must not loop)."""
 BACKOFF_S = 1.0
+HELD_POLL_S = 1.0
+"""How often a stage run whose lease another supervisor holds is looked at again."""
+RENEW_S = 5.0
+"""How often a supervisor renews its leases (a lease unrenewed for STALE_S may be taken over)."""
+
+
+def _started(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def _proc_alive(pid: int | None, started: float | None) -> bool:
+    if not pid:
+        return False
+    try:
+        p = psutil.Process(pid)
+        if p.status() == psutil.STATUS_ZOMBIE:
+            return False
+        # a recycled pid is another process: its start time differs from the holder's
+        return started is None or abs(p.create_time() - started) < 1.0
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
+        return True
+
+
+def lease_holder_dead(row: dict, this_host: str, stale_s: float) -> bool:
+    """A lease may be taken over when neither its supervisor nor its worker is alive (a holder
+    on this host), or when it was not renewed for `stale_s` (a holder on another host)."""
+    if row.get("host") == this_host:
+        return not (_proc_alive(row.get("pid"), row.get("pid_started"))
+                    or _proc_alive(row.get("worker_pid"), row.get("worker_started")))
+    return time.time() - (row.get("renewed_at") or 0) > stale_s
 
 
 def detect_gpus() -> list[str]:
@@ -199,10 +242,20 @@ class Supervisor:
         self.lost_count: dict[str, int] = {}
         self.stop_requested = False
         self.ctx = mp.get_context("spawn")
+        from fairtrial.engine.context import STALE_S
+
+        self.stale_s = stale_s or STALE_S
+        self.token = uuid.uuid4().hex
+        self.host = socket.gethostname()
+        self.pid_started = _started(os.getpid())
+        self.recheck: set[str] = set()  # artifacts to check again once their upstream is done
+        self.held_by: dict[str, str] = {}  # key -> the study whose supervisor holds its lease
+        self.summary = RunSummary()
+        self._renewed = 0.0
 
     # ---- the loop ----
     def run(self) -> RunSummary:
-        summary = RunSummary()
+        summary = self.summary
         self._prepare(summary)
         old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
         for s in old:
@@ -214,46 +267,72 @@ class Supervisor:
                     break
                 self._dispatch()
                 self._collect(summary, timeout=0.2)
+                if time.time() - self._renewed >= RENEW_S:
+                    self._renewed = time.time()
+                    self.store.renew_leases(self.token)
                 self.on_event("tick", {})
             if self.stop_requested:
                 summary.interrupted = True
                 self._interrupt_all()
             summary.failed = [k for k, s in self.state.items() if s == "failed"]
+        except BaseException as e:
+            # the supervisor itself fails (a full disk, a database gone): leave no attempt open,
+            # so status says `pending` and the next `run` resumes, then let the error through
+            try:
+                self._interrupt_all(f"the supervisor stopped: {type(e).__name__}: {e}")
+            except Exception:  # noqa: BLE001 - the store itself may be what failed
+                pass
+            raise
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
             self._shutdown_workers()
+            try:
+                self.store.release_lease(None, self.token)
+            except Exception:  # noqa: BLE001 - a dead holder's leases are free anyway
+                pass
         return summary
 
     def _on_signal(self, signum, _frame) -> None:
         self.stop_requested = True
 
     def _prepare(self, summary: RunSummary) -> None:
+        """Sort the plan into done and waiting. Reads records, writes none of other supervisors'
+        runs: a run's record is only changed by whoever holds its lease (see `_claim`)."""
         artifacts.clean_tmp(self.ws)
         records = self.store.get_runs(self.plan.nodes.keys())
         for key, node in self.plan.nodes.items():
-            v = artifacts.verify(self.ws, key)
             rec = records.get(key) or {}
-            if v.ok:
-                self.state[key] = "done"
-                summary.cached += 1
-                if rec.get("state") != "done":
-                    # the artifact is the truth: a supervisor may have died after the commit
-                    self.store.update_run(key, state="done")
-                continue
-            if v.reason not in ("missing",):
-                artifacts.quarantine(self.ws, key)
-                self.on_event("corrupt", {"key": key, "reason": v.reason})
-            if rec.get("state") == "running":
-                # its supervisor is gone (we hold the lock): the run is lost; resume it
-                self.store.end_attempt(key, "lost", error="process lost; resumed", state="pending")
-            elif rec.get("state") in ("failed", "interrupted"):
-                # this run tries it again: until it starts, it is pending, not failed
-                self.store.update_run(key, state="pending")
-            self.state[key] = "waiting"
             self.effective[key] = dict(rec.get("effective_params") or node.params) \
                 if rec.get("adjustments") else dict(node.params)
             self.adjustments[key] = list(rec.get("adjustments") or [])
+            v = artifacts.verify(self.ws, key)
+            if v.ok:
+                if any(self.state.get(k) != "done" for k in node.needs.values()):
+                    # an upstream run must be redone first; this artifact is valid only if the
+                    # upstream comes out the same (checked when it is ready, in _claim)
+                    self.recheck.add(key)
+                    self.state[key] = "waiting"
+                    continue
+                stale = artifacts.stale_inputs(self.ws, v.manifest)
+                if not stale and rec.get("state") == "running":
+                    # committed, but its attempt is still open: by a live holder about to close
+                    # it, or by a worker whose supervisor died; _claim finds out which and closes it
+                    self.recheck.add(key)
+                    self.state[key] = "waiting"
+                    continue
+                if not stale:
+                    self.state[key] = "done"
+                    summary.cached += 1
+                    if rec.get("state") != "done":
+                        # the artifact is the truth: a supervisor may have died after the commit
+                        self.store.update_run(key, state="done")
+                    continue
+                v.reason = "made from other inputs (" + ", ".join(stale) + ")"
+            if v.reason not in ("missing",):
+                artifacts.quarantine(self.ws, key)
+                self.on_event("corrupt", {"key": key, "reason": v.reason})
+            self.state[key] = "waiting"
 
     def _advance(self, summary: RunSummary) -> None:
         now = time.time()
@@ -293,7 +372,56 @@ class Supervisor:
                 continue
             if not self._fits(node):
                 continue
-            self._start(key, node)
+            if self._claim(key, node):
+                self._start(key, node)
+
+    def _claim(self, key: str, node: Node) -> bool:
+        """Take the stage run's lease. False when it need not (or cannot yet) run here: another
+        supervisor holds it (look again in a moment), or it turns out done (by the holder we
+        waited for, by a worker whose supervisor died after it committed, or an artifact whose
+        upstream came out the same when it was redone)."""
+        held = self.store.try_lease(
+            key, self.token, study=self.study, host=self.host, pid=os.getpid(),
+            pid_started=self.pid_started,
+            holder_dead=lambda row: lease_holder_dead(row, self.host, self.stale_s))
+        if held is not None:
+            if key not in self.held_by:
+                self.held_by[key] = held.get("study") or "?"
+                self.on_event("held", {"key": key, "stage": node.stage,
+                                       "by": self.held_by[key]})
+            self.state[key] = "waiting"
+            self.retry_at[key] = time.time() + HELD_POLL_S
+            return False
+        self.held_by.pop(key, None)
+        rec = self.store.get_run(key) or {}
+        v = artifacts.verify(self.ws, key)
+        stale = artifacts.stale_inputs(self.ws, v.manifest) if v.ok else []
+        if v.ok and not stale:
+            if rec.get("state") == "running":  # its worker committed, then lost its supervisor
+                self.store.end_attempt(key, "done", state="done",
+                                       error=None, duration_s=None)
+            elif rec.get("state") != "done":
+                self.store.update_run(key, state="done")
+            self.store.release_lease(key, self.token)
+            shutil.rmtree(self.ws.checkpoint(key), ignore_errors=True)
+            self.recheck.discard(key)
+            self.state[key] = "done"
+            self.summary.cached += 1
+            self.on_event("cached", {"key": key, "stage": node.stage})
+            return False
+        if v.ok or v.reason != "missing":
+            reason = ("made from other inputs (" + ", ".join(stale) + ")") if v.ok else v.reason
+            artifacts.quarantine(self.ws, key)
+            self.on_event("corrupt", {"key": key, "reason": reason})
+        self.recheck.discard(key)
+        if rec.get("state") == "running":
+            # its holder is gone (we took over its lease): the attempt was lost; resume it
+            self.store.end_attempt(key, "lost", error="process lost; resumed", state="pending")
+            artifacts.clean_tmp(self.ws)
+        elif rec.get("state") in ("failed", "interrupted", "done"):
+            # this run tries it again: until it starts, it is pending
+            self.store.update_run(key, state="pending")
+        return True
 
     def _start(self, key: str, node: Node) -> None:
         r = node.resources
@@ -309,6 +437,7 @@ class Supervisor:
         env_key = "cpu" if not gpus else "gpu:" + ",".join(gpus)
         w = self._worker(env, env_key, int(cpus))
         w.slot = {"cpus": cpus, "mem": mem, "gpus": gpus}
+        self.store.set_lease_worker(key, self.token, w.proc.pid, _started(w.proc.pid))
         attempt = self.store.start_attempt(key, self.study, w.proc.pid, socket.gethostname(),
                                            effective_params=self.effective[key],
                                            adjustments=self.adjustments[key])
@@ -374,6 +503,12 @@ class Supervisor:
                 self._lost(key, w.proc.exitcode)
 
     def _handle(self, key: str, result: dict, summary: RunSummary) -> None:
+        try:
+            self._outcome(key, result, summary)
+        finally:
+            self.store.release_lease(key, self.token)
+
+    def _outcome(self, key: str, result: dict, summary: RunSummary) -> None:
         node = self.plan.nodes[key]
         outcome = result["outcome"]
         if outcome == "done":
@@ -423,18 +558,21 @@ class Supervisor:
         msg = f"worker process died (exit code {exitcode})"
         if n >= MAX_LOST:
             self._fail(key, f"{msg} {n} times; giving up", "lost")
+            self.store.release_lease(key, self.token)
             return
         self.store.end_attempt(key, "lost", error=msg, state="pending")
+        self.store.release_lease(key, self.token)
+        artifacts.clean_tmp(self.ws)  # the dead worker's half-written output
         self.state[key] = "waiting"
         self.on_event("lost", {"key": key, "stage": self.plan.nodes[key].stage, "error": msg})
 
-    def _interrupt_all(self) -> None:
+    def _interrupt_all(self, why: str = "stopped by the user") -> None:
         for w in list(self.workers):  # _stop_worker removes from the list
             if w.task is not None:
                 key = w.task["key"]
                 self._stop_worker(w)
-                self.store.end_attempt(key, "interrupted", error="stopped by the user",
-                                       state="interrupted")
+                self.store.end_attempt(key, "interrupted", error=why, state="interrupted")
+                self.store.release_lease(key, self.token)
                 self.state[key] = "waiting"
                 w.task = None
 

@@ -16,8 +16,6 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from fairtrial.plan import digest_of
-
 
 def _is_oom(e: BaseException) -> bool:
     from fairtrial.recipes.api import OutOfMemory
@@ -89,20 +87,25 @@ def run_task(task: dict[str, Any], store, ws, heartbeat) -> dict[str, Any]:
                 sys.modules["torch"].set_num_threads(max(1, int(task.get("cpus", 1))))
             summary = stage.fn(ctx) or {}
             ended = time.time()
-            input_digests = {}
+            read = {}
             for n, p in inputs.items():
                 try:
-                    input_digests[n] = digest_of(artifacts.read_manifest(p).get("files", {}))
+                    read[n] = artifacts.read_manifest(p)
                 except (OSError, ValueError):
-                    input_digests[n] = None
+                    read[n] = None
             manifest = artifacts.commit(ws, key, out, {
                 "recipe": task["recipe"], "stage": task["stage"], "version": stage.version,
                 "params": task["declared_params"], "effective_params": task["params"],
                 "adjustments": task.get("adjustments", []), "seed": task["seed"],
-                "needs": task["needs"], "input_digests": input_digests,
+                "needs": task["needs"], "input_digests": artifacts.input_digests(read),
+                "input_digest_kind": artifacts.INPUT_DIGESTS,
                 "input_files": task.get("input_files", {}), "study": task.get("study"),
                 "started_at": started, "ended_at": ended, "summary": summary,
             })
+            if manifest.pop("_committed", True):
+                logger.info("committed artifact %s", key)
+            else:
+                logger.info("artifact %s was already committed by another run; ours discarded", key)
             shutil.rmtree(tmp, ignore_errors=True)
             shutil.rmtree(ckpt, ignore_errors=True)
             logger.info("done in %.2fs", ended - started)
@@ -149,7 +152,12 @@ def worker_main(conn, env: dict[str, str], ws_root: str, db_url: str, parent_pid
             if task is None:
                 break
             result = run_task(task, store, ws, hb)
-            conn.send(result)
+            try:
+                conn.send(result)
+            except (BrokenPipeError, ConnectionError, OSError):
+                # the supervisor is gone: the artifact (if any) is committed and the next
+                # supervisor closes this attempt from it; end quietly, no traceback in its log
+                break
     except KeyboardInterrupt:
         pass
     finally:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import fairtrial
-from fairtrial.store.digests import sha256_file
+from fairtrial.store.digests import digest_of, sha256_file
 from fairtrial.workspace import Workspace
 
 MANIFEST = "manifest.json"
@@ -59,13 +59,54 @@ def _files_of(folder: Path) -> dict[str, dict[str, Any]]:
             if rel == MANIFEST:
                 continue
             st = p.stat()
-            files[rel] = {"sha256": sha256_file(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+            # ctime cannot be set back by a user (utime sets mtime only): a file changed with its
+            # modification time restored still shows a new ctime, and is re-hashed
+            files[rel] = {"sha256": sha256_file(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                          "ctime_ns": st.st_ctime_ns}
     return files
 
 
+def content_digest(manifest: dict[str, Any]) -> str:
+    """The digest of an artifact's content: its files' paths and sha256 (not their times, so a
+    deterministic re-run of an upstream stage leaves its downstream valid)."""
+    return digest_of({rel: f["sha256"] for rel, f in manifest.get("files", {}).items()})
+
+
+INPUT_DIGESTS = "content"
+"""How `input_digests` in a manifest are computed (manifests without `input_digest_kind` used the
+digest of the upstream's whole file table, times included)."""
+
+
+def input_digests(manifest_of_inputs: dict[str, dict[str, Any] | None]) -> dict[str, str | None]:
+    return {n: (content_digest(m) if m is not None else None) for n, m in manifest_of_inputs.items()}
+
+
+def stale_inputs(ws: Workspace, manifest: dict[str, Any]) -> list[str]:
+    """Upstream inputs of an artifact whose current content is not the content it was made from
+    (an upstream stage run was redone and came out differently), e.g. ["work: changed"]. An
+    input that is missing or unreadable now is reported too: the artifact cannot be checked."""
+    out = []
+    recorded = manifest.get("input_digests") or {}
+    kind = manifest.get("input_digest_kind")
+    for name, key in (manifest.get("needs") or {}).items():
+        want = recorded.get(name)
+        if want is None:
+            continue  # not recorded (an input that could not be read when it was made)
+        try:
+            up = read_manifest(ws.artifact(key))
+        except (OSError, ValueError):
+            out.append(f"{name}: missing")
+            continue
+        have = content_digest(up) if kind == INPUT_DIGESTS else digest_of(up.get("files", {}))
+        if have != want:
+            out.append(f"{name}: changed")
+    return out
+
+
 def commit(ws: Workspace, key: str, out: Path, meta: dict[str, Any]) -> dict[str, Any]:
-    """Hash `out`, write its manifest last, and rename it into place. Returns the manifest.
-    If another process committed the same key first, its artifact wins and ours is discarded."""
+    """Hash `out`, write its manifest last, and rename it into place. Returns the manifest, with
+    `_committed` True when this call put it in place. If another process committed the same key
+    first, its artifact wins and ours is discarded (`_committed` False)."""
     files = _files_of(out)
     manifest = dict(meta)
     manifest.update({
@@ -83,13 +124,22 @@ def commit(ws: Workspace, key: str, out: Path, meta: dict[str, Any]) -> dict[str
     os.replace(tmp_manifest, out / MANIFEST)
     final = ws.artifact(key)
     final.parent.mkdir(parents=True, exist_ok=True)
-    if final.exists():
-        if verify(ws, key).ok:
-            shutil.rmtree(out, ignore_errors=True)
-            return read_manifest(final)
-        quarantine(ws, key)
-    os.rename(out, final)
-    return manifest
+    last: OSError | None = None
+    for _ in range(3):
+        if final.exists():
+            if verify(ws, key).ok:
+                shutil.rmtree(out, ignore_errors=True)
+                return dict(read_manifest(final), _committed=False)
+            quarantine(ws, key)
+        try:
+            os.rename(out, final)  # atomic; fails if another commit put a folder there meanwhile
+        except OSError as e:
+            if not final.exists():
+                raise
+            last = e
+            continue
+        return dict(manifest, _committed=True)
+    raise last  # type: ignore[misc]
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
@@ -124,7 +174,8 @@ def verify(ws: Workspace, key: str, full: bool = False) -> Verified:
             return Verified(False, f"file missing: {rel}")
         if st.st_size != info["size"]:
             return Verified(False, f"size mismatch: {rel}")
-        if full or st.st_mtime_ns != info.get("mtime_ns"):
+        if full or st.st_mtime_ns != info.get("mtime_ns") or \
+                ("ctime_ns" in info and st.st_ctime_ns != info["ctime_ns"]):
             if sha256_file(p) != info["sha256"]:
                 return Verified(False, f"digest mismatch: {rel}")
     return Verified(True, manifest=manifest)

@@ -77,6 +77,24 @@ cells = Table(
     Column("key", String(64), nullable=False, index=True),
 )
 
+leases = Table(
+    "leases", metadata,
+    # One row per stage run being executed: whoever holds it (a supervisor and the worker it gave
+    # the run to) is the only one that runs the key, writes its attempt records and touches its
+    # checkpoint. A row whose holders are dead, or whose renewal is older than the stale limit,
+    # can be taken over by a compare-and-swap on `token`. Works the same on SQLite and PostgreSQL.
+    Column("key", String(64), primary_key=True),
+    Column("token", String(64), nullable=False),
+    Column("study", String(200)),
+    Column("host", String(200)),
+    Column("pid", Integer),             # the supervisor
+    Column("pid_started", Float),       # its process start time (guards against pid reuse)
+    Column("worker_pid", Integer),      # the worker that runs the key, once there is one
+    Column("worker_started", Float),
+    Column("acquired_at", Float, nullable=False),
+    Column("renewed_at", Float, nullable=False),
+)
+
 studies = Table(
     "studies", metadata,
     Column("name", String(200), primary_key=True),
@@ -221,15 +239,71 @@ class Store:
         return n
 
     def end_attempt(self, key: str, outcome: str, error: str | None = None, **run_values) -> None:
+        """Close the key's open attempt (one that has no end yet: a closed attempt is never
+        rewritten) and update the stage run's row."""
         now = time.time()
         with self.engine.begin() as c:
-            last = c.execute(select(attempts.c.id).where(attempts.c.key == key)
+            last = c.execute(select(attempts.c.id).where(attempts.c.key == key,
+                                                         attempts.c.ended_at.is_(None))
                              .order_by(attempts.c.id.desc()).limit(1)).scalar()
             if last is not None:
                 c.execute(update(attempts).where(attempts.c.id == last).values(
                     ended_at=now, outcome=outcome, error=error))
             c.execute(update(stage_runs).where(stage_runs.c.key == key).values(
                 ended_at=now, error=error, **run_values))
+
+    # ---- leases: who runs a stage run now ----
+    def try_lease(self, key: str, token: str, *, study: str, host: str, pid: int,
+                  pid_started: float | None, holder_dead) -> dict | None:
+        """Take the lease on `key` for `token`. Returns None when taken (or already ours), else the
+        row of the live holder. `holder_dead(row) -> bool` says whether a holder may be replaced."""
+        now = time.time()
+        mine = {"token": token, "study": study, "host": host, "pid": pid,
+                "pid_started": pid_started, "worker_pid": None, "worker_started": None,
+                "acquired_at": now, "renewed_at": now}
+        for _ in range(3):
+            try:
+                with self.engine.begin() as c:
+                    row = c.execute(select(leases).where(leases.c.key == key)).first()
+                    if row is None:
+                        c.execute(insert(leases).values(key=key, **mine))
+                        return None
+                    held = dict(row._mapping)
+                    if held["token"] == token:
+                        return None
+                    if not holder_dead(held):
+                        return held
+                    # compare-and-swap: of several supervisors that saw the same dead holder,
+                    # only one wins
+                    res = c.execute(update(leases).where(
+                        leases.c.key == key, leases.c.token == held["token"]).values(**mine))
+                    return None if res.rowcount == 1 else held
+            except IntegrityError:  # another supervisor inserted it a moment ago: look again
+                continue
+        return {"key": key, "token": "?", "study": None}
+
+    def set_lease_worker(self, key: str, token: str, worker_pid: int,
+                         worker_started: float | None) -> None:
+        with self.engine.begin() as c:
+            c.execute(update(leases).where(leases.c.key == key, leases.c.token == token)
+                      .values(worker_pid=worker_pid, worker_started=worker_started,
+                              renewed_at=time.time()))
+
+    def renew_leases(self, token: str) -> None:
+        with self.engine.begin() as c:
+            c.execute(update(leases).where(leases.c.token == token).values(renewed_at=time.time()))
+
+    def release_lease(self, key: str | None, token: str) -> None:
+        """Give up one lease of `token` (or, with key None, all of them)."""
+        with self.engine.begin() as c:
+            q = delete(leases).where(leases.c.token == token)
+            if key is not None:
+                q = q.where(leases.c.key == key)
+            c.execute(q)
+
+    def get_leases(self) -> dict[str, dict]:
+        with self.engine.connect() as c:
+            return {r.key: dict(r._mapping) for r in c.execute(select(leases))}
 
     def get_attempts(self, key: str | None = None) -> list[dict]:
         with self.engine.connect() as c:

@@ -11,6 +11,15 @@ from pathlib import Path
 CHUNK = 1 << 20
 
 
+def canonical(obj) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def digest_of(obj) -> str:
+    """sha256 of the canonical JSON of `obj` (cache keys, import keys, input digests)."""
+    return hashlib.sha256(canonical(obj).encode()).hexdigest()
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

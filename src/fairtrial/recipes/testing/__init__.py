@@ -103,9 +103,10 @@ def work(ctx) -> dict[str, Any]:
         state["resumed"] += 1
         ctx.log.info("resuming from step %d", state["step"])
     steps = max(1, p["steps"])
-    rng = np.random.default_rng([ctx.seed or 0, state["step"]])
     for step in range(state["step"], steps):
         time.sleep(p["sleep"] / steps)
+        # one generator per step: a run resumed at any step gives what an uninterrupted one does
+        rng = np.random.default_rng([ctx.seed or 0, step])
         state["acc"] += float(rng.normal()) + sum(data["values"]) / len(data["values"])
         state["step"] = step + 1
         tmp = state_file.with_suffix(".tmp")
