@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned: here it resolves to the local CPU wheel instead of GBs of CUDA packages
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev,postgres]"
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -26,7 +26,9 @@ test: $(STAMP)
 	-command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "chromium not installed: the report screenshot test will be skipped"
-	$(BIN)/python -m pytest tests
+	# PostgreSQL: a throw-away cluster on 127.0.0.1 (.ci/pg-start), so the store's PostgreSQL path
+	# (records, leases between concurrent studies) is tested on every run; skipped if it cannot start
+	FAIRTRIAL_TEST_PG_URL="$$(.ci/pg-start || echo)" $(BIN)/python -m pytest tests
 
 bench: $(STAMP)
 	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done

@@ -10,7 +10,6 @@ pending  anything else (never started, interrupted, waiting for a retry)
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -116,7 +115,6 @@ def study_status(ws: Workspace, store: Store, study: str, verify: bool = False,
     keys = sorted({c["key"] for c in cells_rows})
     all_records = store.status_rows()
     records = {k: all_records[k] for k in keys if k in all_records}
-    art_root = str(ws.artifacts)
     from fairtrial.engine.pidfile import read_supervisor
 
     sup = read_supervisor(ws.study_dir(study) / "supervisor.json")
@@ -138,14 +136,10 @@ def study_status(ws: Workspace, store: Store, study: str, verify: bool = False,
     runs: dict[str, RunStatus] = {}
     for key in keys:
         rec = records.get(key)
-        why = ""
-        if not os.path.exists(f"{art_root}/{key[:2]}/{key}/{artifacts.MANIFEST}"):
-            ok = False
-        else:
-            # the manifest is read and every file's size and times checked against it (a file
-            # whose times changed is re-hashed); --verify re-hashes every file
-            v = artifacts.verify(ws, key, full=verify)
-            ok, why = v.ok, v.reason
+        # the manifest is read and every file's size and times checked against it (a file whose
+        # times changed is re-hashed); --verify re-hashes every file
+        v = artifacts.verify(ws, key, full=verify)
+        ok, why = v.ok, ("" if v.reason == "missing" else v.reason)
         stage = rec["stage"] if rec else stage_of[key]
         if ok:  # the common case, inlined: 10,000 runs must take a fraction of a second
             state = "cached" if rec and rec["study"] not in (None, study) else "done"

@@ -54,10 +54,27 @@ def _assert_all_verified_once(cli, study: str, expect_runs: int) -> None:
 
 
 # ------------------------------------------------------------- two studies at once
-def test_two_studies_sharing_stage_runs_started_at_once(cli, make_study):
+PG = os.environ.get("FAIRTRIAL_TEST_PG_URL")
+
+
+def _clean_pg() -> None:
+    from sqlalchemy import create_engine, text
+
+    with create_engine(PG).begin() as c:
+        for t in ("stage_runs", "attempts", "cells", "studies", "leases"):
+            c.execute(text(f"DROP TABLE IF EXISTS {t}"))
+
+
+@pytest.mark.parametrize("db", ["sqlite", pytest.param("postgres", marks=pytest.mark.skipif(
+    not PG, reason="FAIRTRIAL_TEST_PG_URL not set (make test starts a local cluster)"))])
+def test_two_studies_sharing_stage_runs_started_at_once(cli, make_study, db):
     """Two copies of one study (4 arms x 2 seeds) under different names, started at the same time
     in one workspace: every shared stage run runs once, in one of them; the other waits for it and
-    takes it as cached. Before stage-run leases the second study failed 8 of 8 work runs."""
+    takes it as cached. Before stage-run leases the second study failed 8 of 8 work runs. The
+    lease is a database row, so the same holds on a shared PostgreSQL store."""
+    if db == "postgres":
+        _clean_pg()
+        cli.env["FAIRTRIAL_DB_URL"] = PG
     arms = "\n".join(f'[[arms]]\nname = "a{i}"\neffect = {i / 10}\nsteps = {15 + i}\n'
                      for i in range(4))
     body = ('question = "q"\nrecipe = "_test"\nreplicates = [0, 1]\ncontrol = "a0"\n'
@@ -78,6 +95,15 @@ def test_two_studies_sharing_stage_runs_started_at_once(cli, make_study):
     ran = Counter((s, k) for s, k, ev in calls(cli.tmp) if ev == "end")
     assert len(ran) == 17 and set(ran.values()) == {1}, ran
     assert not (cli.tmp / "ws" / "corrupt").exists()
+    if db == "postgres":
+        assert not (cli.tmp / "ws" / "fairtrial.db").exists()
+        from sqlalchemy import create_engine, text
+
+        with create_engine(PG).connect() as c:
+            assert c.execute(text("select count(*) from attempts where outcome != 'done' "
+                                  "or ended_at is null")).scalar() == 0
+            assert c.execute(text("select count(*) from leases")).scalar() == 0
+        return
     assert db_rows(cli, "select count(*) from attempts where outcome != 'done'") == [(0,)]
     _assert_all_verified_once(cli, "one", 17)
     _assert_all_verified_once(cli, "two", 17)

@@ -18,7 +18,7 @@ def test_run_status_report_on_postgres(cli, make_study):
     from sqlalchemy import create_engine, text
 
     with create_engine(PG).begin() as c:  # a clean slate
-        for t in ("stage_runs", "attempts", "cells", "studies"):
+        for t in ("stage_runs", "attempts", "cells", "studies", "leases"):
             c.execute(text(f"DROP TABLE IF EXISTS {t}"))
     cli.env["FAIRTRIAL_DB_URL"] = PG
     study = make_study()

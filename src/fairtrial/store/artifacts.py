@@ -142,9 +142,15 @@ def commit(ws: Workspace, key: str, out: Path, meta: dict[str, Any]) -> dict[str
     raise last  # type: ignore[misc]
 
 
+try:
+    from orjson import loads as _loads  # a few times faster: status reads every manifest
+except ImportError:  # pragma: no cover - orjson is a dependency
+    _loads = json.loads
+
+
 def read_manifest(folder: Path) -> dict[str, Any]:
-    with open(folder / MANIFEST) as f:
-        return json.load(f)
+    with open(folder / MANIFEST, "rb") as f:
+        return _loads(f.read())
 
 
 @dataclass
@@ -155,29 +161,35 @@ class Verified:
 
 
 def verify(ws: Workspace, key: str, full: bool = False) -> Verified:
-    """Check an artifact against its manifest. Quick mode compares sizes and modification times
-    and re-hashes only files whose time changed; `full` re-hashes everything."""
-    folder = ws.artifact(key)
+    """Check an artifact against its manifest. Quick mode compares sizes and modification and
+    change times and re-hashes only files whose times changed; `full` re-hashes everything.
+    (Plain string paths, not pathlib: status runs this on every artifact of a study, and pathlib's
+    object overhead was two thirds of its cost on 10,000 stage runs.)"""
+    folder = f"{ws.artifacts}/{key[:2]}/{key}"
     try:
-        manifest = read_manifest(folder)
+        with open(f"{folder}/{MANIFEST}", "rb") as f:
+            manifest = _loads(f.read())
     except FileNotFoundError:
-        return Verified(False, "missing" if not folder.exists() else "no manifest")
+        return Verified(False, "missing" if not os.path.exists(folder) else "no manifest")
     except (OSError, ValueError) as e:
         return Verified(False, f"unreadable manifest: {e}")
-    if manifest.get("key") != key:
+    if not isinstance(manifest, dict) or manifest.get("key") != key:
         return Verified(False, "manifest key mismatch")
-    for rel, info in manifest.get("files", {}).items():
-        p = folder / rel
-        try:
-            st = p.stat()
-        except FileNotFoundError:
-            return Verified(False, f"file missing: {rel}")
-        if st.st_size != info["size"]:
-            return Verified(False, f"size mismatch: {rel}")
-        if full or st.st_mtime_ns != info.get("mtime_ns") or \
-                ("ctime_ns" in info and st.st_ctime_ns != info["ctime_ns"]):
-            if sha256_file(p) != info["sha256"]:
-                return Verified(False, f"digest mismatch: {rel}")
+    try:
+        for rel, info in manifest.get("files", {}).items():
+            p = f"{folder}/{rel}"
+            try:
+                st = os.stat(p)
+            except FileNotFoundError:
+                return Verified(False, f"file missing: {rel}")
+            if st.st_size != info["size"]:
+                return Verified(False, f"size mismatch: {rel}")
+            if full or st.st_mtime_ns != info.get("mtime_ns") or \
+                    ("ctime_ns" in info and st.st_ctime_ns != info["ctime_ns"]):
+                if sha256_file(Path(p)) != info["sha256"]:
+                    return Verified(False, f"digest mismatch: {rel}")
+    except (AttributeError, KeyError, TypeError) as e:  # a manifest of the wrong shape
+        return Verified(False, f"unreadable manifest: {type(e).__name__}: {e}")
     return Verified(True, manifest=manifest)
 
 

@@ -12,7 +12,7 @@ import time
 from typing import Any, Iterable
 
 from sqlalchemy import (JSON, Column, Float, Integer, MetaData, String, Table, Text, create_engine,
-                        event, insert, select, update, delete)
+                        delete, event, insert, select, text, update)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -123,7 +123,14 @@ class Store:
         self.engine: Engine = create_engine(url, **kw)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        metadata.create_all(self.engine)
+        if self.engine.dialect.name == "postgresql":
+            # two supervisors starting on a fresh database would both create the tables and one
+            # fail on PostgreSQL's catalog; a transaction-scoped advisory lock orders them
+            with self.engine.begin() as c:
+                c.execute(text("SELECT pg_advisory_xact_lock(7345601)"))
+                metadata.create_all(c)
+        else:
+            metadata.create_all(self.engine)
 
     def dispose(self) -> None:
         self.engine.dispose()
