@@ -8,6 +8,7 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -321,3 +322,69 @@ def test_chaos_kill9_supervisors_and_workers_then_resume(cli, make_study):
     for log in (cli.tmp / "ws").rglob("*.log"):
         text = log.read_text(errors="replace")
         assert "BrokenPipeError" not in text, log
+
+
+def test_run_committed_by_an_orphaned_worker_is_closed_not_rerun(cli, make_study):
+    """A worker whose supervisor was killed can commit in the half second before it notices. What it
+    leaves: a verified artifact, a record still `running`, an open attempt and a lease held by dead
+    processes. The next run closes that attempt as done and does not run the stage again."""
+    study = make_study()
+    cli("run", study, check=0)
+    key = _keys(cli, "work")[0]
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    con = sqlite3.connect(cli.tmp / "ws" / "fairtrial.db")
+    with con:
+        con.execute("update stage_runs set state='running', pid=? where key=?", (dead.pid, key))
+        con.execute("insert into attempts (key, attempt, study, pid, host, started_at) "
+                    "values (?, 2, 'study', ?, ?, ?)", (key, dead.pid, os.uname().nodename,
+                                                        time.time()))
+        con.execute("insert into leases (key, token, study, host, pid, worker_pid, acquired_at, "
+                    "renewed_at) values (?, 'old', 'study', ?, ?, ?, ?, ?)",
+                    (key, os.uname().nodename, dead.pid, dead.pid, time.time(), time.time()))
+    con.close()
+    before = len(calls(cli.tmp))
+    p = cli("run", study, check=0)
+    assert len(calls(cli.tmp)) == before, "the committed stage ran again"
+    assert "0 run, 7 cached" in p.stdout
+    rows = db_rows(cli, f"select attempt, outcome from attempts where key='{key}' order by id")
+    assert rows[-1] == (2, "done"), rows
+    assert db_rows(cli, "select count(*) from leases") == [(0,)]
+    assert db_rows(cli, f"select state from stage_runs where key='{key}'") == [("done",)]
+
+
+def test_worker_whose_supervisor_is_gone_ends_quietly(tmp_path):
+    """The worker's answer to a dead supervisor (a broken pipe) ends it without a traceback."""
+    import multiprocessing as mp
+
+    from fairtrial.engine import worker
+
+    parent, child = mp.Pipe()
+    sent = []
+
+    def fake_run_task(task, store, ws, hb):
+        parent.close()  # the supervisor dies while the stage runs
+        sent.append(task)
+        return {"key": task["key"], "outcome": "done"}
+
+    class Conn:
+        def __init__(self):
+            self.n = 0
+
+        def recv(self):
+            self.n += 1
+            if self.n > 1:
+                raise AssertionError("the worker went on after its supervisor was gone")
+            return {"key": "k" * 64}
+
+        def send(self, obj):
+            child.send(obj)  # raises BrokenPipeError: the other end is closed
+
+    orig = worker.run_task
+    worker.run_task = fake_run_task
+    try:
+        worker.worker_main(Conn(), {}, str(tmp_path / "ws"), f"sqlite:///{tmp_path / 'db'}",
+                           os.getppid())
+    finally:
+        worker.run_task = orig
+    assert len(sent) == 1
