@@ -1,7 +1,11 @@
 """The command line: thin. Every number it shows comes from the store, the artifacts or analysis.
 
-Exit codes: 0 ok; 1 a study or check failed; 2 bad input; 3 refused (locked, nothing to stop);
-70 internal error (the traceback is in the log file named on screen).
+Exit codes: 0 ok; 1 a study or check failed; 2 bad input (a usage error included); 3 refused
+(locked, nothing to stop); 74 environment fault (disk full, unwritable workspace, damaged record
+store); 70 internal error (the traceback is in the log file named on screen). See errors.py.
+
+Every text a user or a stage wrote (names, questions, paths, error messages) is printed with its
+square brackets escaped or with markup off: rich would read "[/INST]" or "[[arms]]" as markup.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import signal
 import subprocess
 import sys
@@ -23,7 +28,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from fairtrial import __version__
-from fairtrial.errors import Refused, UserError
+from fairtrial.errors import EnvironmentFault, Refused, UserError, environment_fault
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Run comparative ML training studies and turn them into honest verdicts.")
@@ -35,15 +40,50 @@ WorkspaceOpt = typer.Option(None, "--workspace", "-w", envvar="FAIRTRIAL_WORKSPA
                             help="Workspace folder (default: .fairtrial in the current directory).")
 
 
+@app.callback()
+def _global_options(workspace: Optional[Path] = typer.Option(
+        None, "--workspace", "-w", help="Workspace folder for the command that follows (as if given "
+                                        "to it): `fairtrial -w DIR status`.")) -> None:
+    """Run comparative ML training studies and turn them into honest verdicts."""
+    # Every command reads $FAIRTRIAL_WORKSPACE as its --workspace default, and click parses the
+    # command's options after this callback ran: so a global -w counts as the command's own
+    # default, and a -w given to the command itself still wins.
+    if workspace is not None:
+        os.environ["FAIRTRIAL_WORKSPACE"] = str(workspace)
+
+
+def _q(text) -> str:
+    """A path or name as one shell word, for hint commands a user copies."""
+    return shlex.quote(str(text))
+
+
 def _ws(workspace: Optional[Path]):
     from fairtrial.workspace import Workspace
 
-    return Workspace.find(workspace).ensure()
+    ws = Workspace.find(workspace)
+    if ws.root.exists() and not ws.root.is_dir():
+        raise UserError(f"workspace {ws.root} is a file, not a folder; give a folder with "
+                        "--workspace (it is created when missing)")
+    try:
+        return ws.ensure()
+    except (NotADirectoryError, FileExistsError):  # a file where a folder of it should be
+        raise UserError(f"workspace {ws.root} cannot be made: a part of its path is a file, not a "
+                        "folder; give another --workspace") from None
+    except OSError as e:
+        fault = environment_fault(e)
+        if fault is not None and str(fault).startswith("disk full"):
+            raise fault from None
+        raise EnvironmentFault(f"workspace {ws.root} cannot be created or written: "
+                               f"{e.strerror or e}" + (f" ({e.filename})" if e.filename else "")) from None
+
+
+_DB_URL: list[str] = []  # the record store in use, named in environment-fault messages
 
 
 def _store(ws):
     from fairtrial.store.db import Store
 
+    _DB_URL[:] = [ws.db_url]
     return Store(ws.db_url)
 
 
@@ -109,20 +149,46 @@ def check(study: Path = typer.Argument(..., help="The study file (TOML)."),
     out = {"study": spec.name, "recipe": spec.recipe.name, "question": spec.question,
            "arms": [a.name for a in spec.arms], "replicates": spec.replicates,
            "control": spec.control, "endpoint": spec.endpoint.metric, "direction": spec.direction,
-           "stages": rows, "valid": True}
+           "stages": rows, "valid": True, "external_arms": list(spec.external_arms),
+           "evaluation_only": spec.evaluation_only,
+           "metrics": [{"name": m.name, "direction": m.direction, "aggregation": m.aggregation}
+                       for m in spec.recipe.metrics]}
     if as_json:
         _emit_json(out)
         return
-    console.print(f"[bold]{spec.name}[/]: {spec.question}")
+    if spec.evaluation_only:
+        _check_evaluation_only(spec, study)
+        return
+    console.print(f"[bold]{escape(spec.name)}[/]: {escape(spec.question)}", highlight=False)
     console.print(f"recipe {spec.recipe.name}; {len(spec.arms)} arms x {len(spec.replicates)} "
                   f"replicates (seeds {spec.replicates}); control: {spec.control or '-'}; "
-                  f"endpoint: {spec.endpoint.metric} ({spec.direction} is better)")
-    console.print("arms: " + ", ".join(a.name for a in spec.arms))
+                  f"endpoint: {spec.endpoint.metric} ({spec.direction} is better)",
+                  markup=False, highlight=False)
+    console.print("arms: " + ", ".join(a.name for a in spec.arms), markup=False, highlight=False)
     t = Table("stage", "cells", "stage runs", "shared", "cached", "to run", "est. each")
     for r in rows:
-        t.add_row(r["stage"], str(r["cells"]), str(r["runs"]), str(r["shared"]), str(r["cached"]),
+        t.add_row(escape(r["stage"]), str(r["cells"]), str(r["runs"]), str(r["shared"]), str(r["cached"]),
                   str(r["to_run"]), _fmt_s(r["est_s_each"]) if r["est_s_each"] else "-")
     console.print(t)
+    console.print("[green]valid[/]")
+
+
+def _check_evaluation_only(spec, study: Path) -> None:
+    """An evaluation-only study has no plan: say what it compares and how its scores come in."""
+    console.print(f"[bold]{escape(spec.name)}[/]: {escape(spec.question)}", highlight=False)
+    ep = spec.recipe.metric(spec.endpoint.metric)
+    console.print(f"evaluation only (recipe {spec.recipe.name}): {len(spec.external_arms)} external "
+                  f"arms, nothing to train; control: {spec.control or '-'}; endpoint: "
+                  f"{ep.name} ({ep.direction} is better, {ep.aggregation})",
+                  highlight=False, markup=False)
+    if len(spec.replicates) > 1:
+        console.print(f"replicates {spec.replicates}: an external arm is one fixed system; its "
+                      "scores are imported once and count as one replicate", markup=False)
+    console.print("import each system's per-item scores, then report:", markup=False)
+    for a in spec.external_arms:
+        console.print(f"  fairtrial import {_q(str(study))} {_q(a + '.jsonl')} --arm {_q(a)}",
+                      highlight=False, markup=False)
+    console.print(f"  fairtrial report {_q(str(study))}", highlight=False, markup=False)
     console.print("[green]valid[/]")
 
 
@@ -140,8 +206,21 @@ def run(study: Path = typer.Argument(..., help="The study file (TOML)."),
     """Run a study (resumes whatever is not done; cached stage runs are not run again)."""
     from fairtrial.spec import load_spec
 
+    _check_budget("--cpus", cpus)
+    _check_budget("--memory-gb", memory_gb)
     spec = load_spec(study)
     ws = _ws(workspace)
+    if spec.evaluation_only:  # nothing to train: say what to do instead of "0 of 0 stage runs"
+        if as_json:
+            _emit_json({"study": spec.name, "ok": True, "stage_runs": 0, "run": 0, "cached": 0,
+                        "failed": [], "skipped": [], "interrupted": False,
+                        "evaluation_only": True})
+        else:
+            q = shlex.quote(str(study))
+            console.print(f"{spec.name}: an evaluation-only study has nothing to run; import each "
+                          f"system's per-item scores (fairtrial import {q} SCORES.jsonl --arm "
+                          f"ARM), then: fairtrial report {q}", markup=False, highlight=False)
+        raise typer.Exit(0)
     if detach:
         _detach(study, ws, cpus, memory_gb, as_json)
         return
@@ -162,10 +241,26 @@ def resume(study: Path = typer.Argument(..., help="The study file (TOML)."),
     run(study, workspace, detach, cpus, memory_gb, quiet, as_json)
 
 
+def _check_budget(option: str, value: float | None) -> None:
+    """--cpus / --memory-gb: a finite positive number (nan made the scheduler wait forever)."""
+    import math
+
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise UserError(f"{option} must be a positive finite number, got {value}")
+
+
 def _detach(study: Path, ws, cpus, memory_gb, as_json: bool = False) -> None:
+    from fairtrial.engine.local import StudyLock
     from fairtrial.spec import load_spec
 
     spec = load_spec(study)
+    if StudyLock(ws, spec.name).held_by_other():  # refuse here: the child's refusal is in its log
+        from fairtrial.engine.pidfile import read_supervisor
+
+        holder = read_supervisor(ws.study_dir(spec.name) / "supervisor.json")
+        raise Refused(f'study "{spec.name}" is already running'
+                      + (f" (pid {holder['pid']})" if isinstance(holder, dict) and holder.get("pid") else "") + "; watch it with "
+                      f"`fairtrial status {_q(spec.name)}` or end it with `fairtrial stop {_q(spec.name)}`")
     d = ws.study_dir(spec.name)
     d.mkdir(parents=True, exist_ok=True)
     log = d / "supervisor.log"
@@ -180,10 +275,18 @@ def _detach(study: Path, ws, cpus, memory_gb, as_json: bool = False) -> None:
                                 start_new_session=True, cwd=os.getcwd())
     info = d / "supervisor.json"
     deadline = time.time() + 15
+    finished = False
     while time.time() < deadline:
-        if proc.poll() is not None:
+        rc = proc.poll()
+        if rc == 0:  # it ended before we saw its pid file (a study with nothing left to do): success
+            finished = True
+            break
+        if rc is not None:
             tail = log.read_text(errors="replace").strip().splitlines()[-5:]
-            raise UserError("the background run ended at once:\n" + "\n".join(tail))
+            err = (Refused if rc == 3 else UserError)(f"the background run ended at once (exit {rc}):\n"
+                                                      + "\n".join(tail))
+            err.exit_code = rc if rc in (1, 2, 3, 70, 74) else 1
+            raise err
         try:
             if json.loads(info.read_text()).get("pid") == proc.pid:
                 break
@@ -191,10 +294,19 @@ def _detach(study: Path, ws, cpus, memory_gb, as_json: bool = False) -> None:
             pass
         time.sleep(0.1)
     if as_json:
-        _emit_json({"study": spec.name, "detached": True, "pid": proc.pid, "log": str(log)})
+        _emit_json({"study": spec.name, "detached": True, "pid": proc.pid, "log": str(log),
+                    "finished": finished})
         return
-    console.print(f"started {spec.name} in the background (pid {proc.pid}); log: {log}")
-    console.print(f"watch: fairtrial status {spec.name} --watch    stop: fairtrial stop {spec.name}")
+    if finished:
+        last = log.read_text(errors="replace").strip().splitlines()[-1:] or [""]
+        console.print(f"{spec.name}: the background run finished at once: {last[0]}", markup=False,
+                      highlight=False)
+        console.print(f"log: {log}; report: fairtrial report {_q(study)}", markup=False, highlight=False)
+        return
+    console.print(f"started {spec.name} in the background (pid {proc.pid}); log: {log}", markup=False,
+                  highlight=False)
+    console.print(f"watch: fairtrial status {_q(spec.name)} --watch    stop: fairtrial stop {_q(spec.name)}",
+                  markup=False, highlight=False)
 
 
 def _run_foreground(spec, ws, cpus, memory_gb, quiet, as_json: bool = False) -> dict:
@@ -218,7 +330,7 @@ def _run_foreground(spec, ws, cpus, memory_gb, quiet, as_json: bool = False) -> 
         progress = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
                             TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
                             console=console, disable=not show)
-        overall = progress.add_task(f"{spec.name}", total=len(plan.nodes), info="")
+        overall = progress.add_task(escape(spec.name), total=len(plan.nodes), info="")
         tasks: dict[str, int] = {}
         last = [0.0]
 
@@ -235,15 +347,21 @@ def _run_foreground(spec, ws, cpus, memory_gb, quiet, as_json: bool = False) -> 
                 tasks[key] = progress.add_task(label(key), total=None, info="")
             elif kind in ("done", "failed", "lost", "retry", "oom") and key in tasks:
                 progress.remove_task(tasks.pop(key))
-            if kind in ("done", "failed", "skipped", "lost", "retry", "oom", "corrupt"):
-                if kind == "done":
+            if kind in ("done", "failed", "skipped", "lost", "retry", "oom", "corrupt", "held",
+                        "cached"):
+                if kind in ("done", "cached"):
                     progress.advance(overall)
+                # a stage's error is the stage's text: "[/INST]" in it is not markup
+                info = {k: escape(str(v)) if isinstance(v, str) else v for k, v in info.items()}
+                info["changed"] = escape(str(info.get("changed")))
                 msg = {"done": "[green]done[/]", "failed": f"[red]failed[/]: {info.get('error')}",
                        "skipped": "[yellow]skipped[/] (an upstream stage failed)",
                        "lost": f"[yellow]lost[/]: {info.get('error')}; running it again",
                        "retry": f"[yellow]retry in {info.get('delay', 0):.0f}s[/]: {info.get('error')}",
                        "oom": f"[yellow]out of memory[/]: retrying with {info.get('changed')}",
-                       "corrupt": f"[yellow]corrupt artifact[/] ({info.get('reason')}): rerunning"}[kind]
+                       "corrupt": f"[yellow]corrupt artifact[/] ({info.get('reason')}): rerunning",
+                       "held": f"[blue]waiting[/]: study {info.get('by')} is running it",
+                       "cached": "[cyan]done by another run[/]: taken as cached"}[kind]
                 if not quiet:
                     progress.console.print(f"{label(key).strip()}: {msg}", highlight=False)
             if kind == "tick" and tasks and time.time() - last[0] > 0.5:
@@ -254,8 +372,9 @@ def _run_foreground(spec, ws, cpus, memory_gb, quiet, as_json: bool = False) -> 
                     if r.get("progress_total"):
                         rate = r.get("rate")
                         progress.update(t, total=r["progress_total"], completed=r["progress_done"],
-                                        info=(f"{rate:.1f} {r.get('progress_unit') or 'it'}/s"
-                                              if rate else "") + (f" {r['message']}" if r.get("message") else ""))
+                                        info=escape((f"{rate:.1f} {r.get('progress_unit') or 'it'}/s"
+                                                     if rate else "") +
+                                                    (f" {r['message']}" if r.get("message") else "")))
 
         sup = Supervisor(ws, store, spec.name, plan, slots, on_event=on_event)
         with progress:
@@ -275,13 +394,15 @@ def _run_foreground(spec, ws, cpus, memory_gb, quiet, as_json: bool = False) -> 
             return outcome
         console.print(f"{spec.name}: {result.done} run, {result.cached} cached, "
                       f"{len(result.failed)} failed, {len(result.skipped)} skipped of {n_total} "
-                      "stage runs" + (" (interrupted; `fairtrial run` resumes)" if result.interrupted else ""))
+                      "stage runs" + (" (interrupted; `fairtrial run` resumes)" if result.interrupted else ""),
+                      markup=False, highlight=False)
         for f in failed:
-            console.print(f"  [red]failed[/] {f['stage']} {f['key'][:12]}: {f['error']}"
-                          f"  (fairtrial logs {f['key'][:12]})")
+            console.print(f"  [red]failed[/] {escape(f['stage'])} {f['key'][:12]}: {escape(f['error'])}"
+                          f"  (fairtrial logs {f['key'][:12]})", highlight=False)
         if result.skipped:
             names = sorted({plan.nodes[k].stage for k in result.skipped})
-            console.print(f"  skipped downstream of failures: {len(result.skipped)} ({', '.join(names)})")
+            console.print(f"  skipped downstream of failures: {len(result.skipped)} ({', '.join(names)})",
+                          markup=False, highlight=False)
         return outcome
     finally:
         lock.release()
@@ -314,7 +435,14 @@ def status(study: Optional[str] = typer.Argument(None, help="Study name or file 
     from fairtrial.status import study_status
 
     ws = _ws(workspace)
-    store = _store(ws)
+    try:
+        store = _store(ws)
+    except Exception:  # noqa: BLE001 - e.g. a read-only workspace: status only reads
+        from fairtrial.store.fastread import reader_for
+
+        store = reader_for(ws.db_url)
+        if store is None:
+            raise
     names = _resolve_study(study, store)
     if as_json:
         _emit_json({"studies": [study_status(ws, store, n, verify).to_dict() for n in names]})
@@ -363,7 +491,7 @@ def _status_view(statuses, every: bool):
         head += f"   supervisor pid {sup['pid']}" if sup else "   no supervisor running"
         parts.append(head)
         stages = st.stages or sorted({c.stage for c in st.cells})
-        t = Table("arm", "seed", *stages, caption="* shared by several arms/seeds; "
+        t = Table("arm", "seed", *map(escape, stages), caption="* shared by several arms/seeds; "
                   "+ trained with an OOM back-off")
         grid: dict[tuple, dict] = {}
         for c in st.cells:
@@ -392,14 +520,14 @@ def _status_view(statuses, every: bool):
         for r in st.runs.values():
             who = ", ".join(r.arms[:3]) + (f" +{len(r.arms) - 3}" if len(r.arms) > 3 else "")
             if r.state == "running":
-                rate = f", {r.rate:.2f} {r.unit or 'it'}/s" if r.rate else ""
-                prog = (f"{r.progress:.0f}/{r.progress_total:.0f} {r.unit or ''}"
+                rate = escape(f", {r.rate:.2f} {r.unit or 'it'}/s") if r.rate else ""
+                prog = (escape(f"{r.progress:.0f}/{r.progress_total:.0f} {r.unit or ''}")
                         if r.progress_total else "started")
-                parts.append(f"  [blue]running[/] {r.stage} {escape('[' + who + ']')} {r.key[:12]}: {prog}{rate}"
+                parts.append(f"  [blue]running[/] {escape(r.stage)} {escape('[' + who + ']')} {r.key[:12]}: {prog}{rate}"
                              f"{', ETA ' + _fmt_s(r.eta_s) if r.eta_s is not None else ''}"
                              f"{' - ' + escape(r.message) if r.message else ''}")
             elif r.state in ("failed", "lost"):
-                parts.append(f"  [{STATE_STYLE[r.state]}]{r.state}[/] {r.stage} {escape('[' + who + ']')} "
+                parts.append(f"  [{STATE_STYLE[r.state]}]{r.state}[/] {escape(r.stage)} {escape('[' + who + ']')} "
                              f"{r.key[:12]}: {escape(r.error or '')}  (fairtrial logs {r.key[:12]})")
     return Group(*parts)
 
@@ -437,7 +565,8 @@ def stop(study: Optional[str] = typer.Argument(None, help="Study name or file.")
             raise Refused(f"{n}: supervisor pid {sup['pid']} did not end within {timeout:.0f}s")
         stopped.append({"study": n, "pid": sup["pid"]})
         if not as_json:
-            console.print(f"stopped {n} (supervisor pid {sup['pid']}); `fairtrial run` resumes it")
+            console.print(f"stopped {n} (supervisor pid {sup['pid']}); `fairtrial run` resumes it",
+                          markup=False, highlight=False)
     if as_json:
         _emit_json({"stopped": stopped})
 
@@ -501,8 +630,9 @@ def report(study: Path = typer.Argument(..., help="The study file (TOML)."),
            workspace: Optional[Path] = WorkspaceOpt,
            out: Optional[Path] = typer.Option(None, help="Folder for report.md and report.html "
                                                         "(default: the study's folder in the workspace)."),
-           seed: int = typer.Option(20240601, help="Seed of the bootstrap (reports are reproducible)."),
-           resamples: int = typer.Option(10_000, help="Bootstrap resamples."),
+           seed: int = typer.Option(20240601, min=0, max=2**63 - 1,
+                                    help="Seed of the bootstrap (reports are reproducible)."),
+           resamples: int = typer.Option(10_000, min=1, help="Bootstrap resamples."),
            as_json: bool = typer.Option(False, "--json", help="Print the analysis as JSON.")) -> None:
     """Analyse a study's item scores and write report.md and a self-contained report.html.
     The first line is the verdict with its effect and interval; integrity findings come next."""
@@ -535,7 +665,8 @@ def report(study: Path = typer.Argument(..., help="The study file (TOML)."),
         _emit_json(result.to_dict())
         return
     console.print(result.headline, highlight=False, markup=False)
-    console.print(f"report: {folder / 'report.md'}  and  {folder / 'report.html'}")
+    console.print(f"report: {folder / 'report.md'}  and  {folder / 'report.html'}", markup=False,
+                  highlight=False)
 
 
 @app.command("import")
@@ -561,11 +692,21 @@ def import_(study: Path = typer.Argument(..., help="The study file (TOML)."),
         _emit_json(out)
         return
     console.print(f"imported {out['rows']} item scores as arm {arm} ({', '.join(out['eval_sets'])}); "
-                  f"stage run {out['key'][:12]}")
-    for es, same in out["same_items_as_study"].items():
-        if not same:
-            console.print(f"  [yellow]note[/]: eval set {es}: not the study's items (yet); "
-                          "the report compares only shared items and says so")
+                  f"stage run {out['key'][:12]}", highlight=False, markup=False)
+    for es, cov in out["coverage"].items():
+        if cov["same"] is False:   # None: no other arm has scores on this eval set yet
+            parts = []
+            if cov["missing"]:
+                parts.append(f"lacks {cov['missing']:,} of the {cov['others']:,} items the other "
+                             f"arms have (e.g. {', '.join(cov['missing_ids'][:3])})")
+            if cov["extra"]:
+                parts.append(f"has {cov['extra']:,} items no other arm has")
+            console.print(f"  note: eval set {es}: {arm} " + " and ".join(parts)
+                          + "; the report compares each pair of arms on the items both have and "
+                          "names the missing ones", highlight=False, markup=False)
+    if out["replicates"] > 1:
+        console.print(f"  note: {arm} is one fixed system: its scores stand for every seed of the "
+                      "study and count as one replicate", highlight=False, markup=False)
 
 
 def _design_dict(spec) -> dict:
@@ -576,6 +717,7 @@ def _design_dict(spec) -> dict:
             "decision": spec.decision.model_dump(),
             "arms": {**{a.name: a.params for a in spec.arms},
                      **{e: {"external": True} for e in spec.external_arms}},
+            "external_arms": list(spec.external_arms),
             "analysis": spec.analysis}
 
 
@@ -596,8 +738,9 @@ def data_list(as_json: bool = typer.Option(False, "--json")) -> None:
         return
     t = Table("name", "files", "size", "licence", "found at")
     for r in rows:
-        t.add_row(r["name"], str(r["n_files"]), f"{r['bytes'] / 1e6:.1f} MB", r["licence"],
-                  r["location"] or "[yellow]not here[/] (fairtrial data fetch " + r["name"] + ")")
+        t.add_row(escape(r["name"]), str(r["n_files"]), f"{r['bytes'] / 1e6:.1f} MB", escape(r["licence"]),
+                  escape(str(r["location"])) if r["location"] else
+                  "[yellow]not here[/] " + escape(f"(fairtrial data fetch {_q(r['name'])})"))
     console.print(t)
 
 
@@ -610,13 +753,13 @@ def data_fetch(name: str = typer.Argument(..., help="A data set name (see `fairt
 
     def progress(k: int, n: int, path: str) -> None:
         if not as_json:
-            console.print(f"  [{k}/{n}] {path} verified", highlight=False)
+            console.print(f"  [{k}/{n}] {path} verified", highlight=False, markup=False)
 
     folder = fetch(name, dest, progress=progress)
     if as_json:
         _emit_json({"name": name, "path": str(folder)})
     else:
-        console.print(f"{name}: {folder}")
+        console.print(f"{name}: {folder}", markup=False, highlight=False)
 
 
 # ---------------------------------------------------------------- infill
@@ -675,7 +818,7 @@ def recipes(as_json: bool = typer.Option(False, "--json", help="Print the list a
         except UserError as e:
             rows.append({"name": name, "available": False, "error": str(e)})
             if not as_json:
-                console.print(f"[bold]{name}[/]: unavailable ({e})")
+                console.print(f"[bold]{escape(name)}[/]: unavailable ({escape(str(e))})")
             continue
         rows.append({"name": name, "available": True, "description": r.description,
                      "stages": [{"name": s.name, "version": s.version,
@@ -684,9 +827,11 @@ def recipes(as_json: bool = typer.Option(False, "--json", help="Print the list a
                                   "aggregation": m.aggregation} for m in r.metrics]})
         if as_json:
             continue
-        console.print(f"[bold]{name}[/]: {r.description}")
-        console.print("  stages: " + " -> ".join(s.name for s in r.stages))
-        console.print("  metrics: " + ", ".join(f"{m.name} ({m.direction})" for m in r.metrics))
+        console.print(f"[bold]{escape(name)}[/]: {escape(r.description)}")
+        console.print("  stages: " + (" -> ".join(s.name for s in r.stages)
+                                      or "none (external arms only)"), markup=False)
+        console.print("  metrics: " + (", ".join(f"{m.name} ({m.direction})" for m in r.metrics)
+                                       or "declared by the study file ([metrics])"), markup=False)
     if as_json:
         _emit_json({"recipes": rows})
 
@@ -714,35 +859,127 @@ def version(as_json: bool = typer.Option(False, "--json",
 
 
 # ---------------------------------------------------------------- entry point
-def main(argv: list[str] | None = None) -> int:
-    import click
+def _say(prefix: str, style: str, message: str) -> None:
+    """`prefix message` on stderr; the message is printed as it is (never read as markup)."""
+    from rich.text import Text
 
     try:
+        err_console.print(Text.assemble((prefix, style), " ", message), highlight=False, soft_wrap=True)
+    except Exception:  # noqa: BLE001 - a broken terminal must not hide the message
+        sys.stderr.write(f"{prefix} {message}\n")
+
+
+def _click_kind(exc: BaseException) -> str | None:
+    """What a click exception means, for click itself and for any copy of it (typer >= 0.2x raises
+    from its own bundled `typer._click`, other tools vendor theirs): found by the names of the
+    classes in the exception's MRO from a module named like click or typer, never by identity,
+    so that no variant can pass as an internal error. None: not click's."""
+    names = {c.__name__ for c in type(exc).__mro__
+             if "click" in (c.__module__ or "") or "typer" in (c.__module__ or "")}
+    for kind, name in (("help", "NoArgsIsHelpError"), ("exit", "Exit"), ("abort", "Abort"),
+                       ("usage", "UsageError"), ("usage", "ClickException")):
+        if name in names:
+            return kind
+    return None
+
+
+def _usage_message(exc: BaseException) -> str:
+    fmt = getattr(exc, "format_message", None)
+    try:
+        msg = fmt() if callable(fmt) else str(exc)
+    except Exception:  # noqa: BLE001
+        msg = str(exc)
+    msg = "; ".join(line.strip() for line in str(msg).splitlines() if line.strip())
+    ctx = getattr(exc, "ctx", None)
+    path = getattr(ctx, "command_path", None) or "fairtrial"
+    return f"{msg} (see `{path} --help`)"
+
+
+def _db_name() -> str | None:
+    import re
+
+    if not _DB_URL:
+        return None
+    url = _DB_URL[0]
+    if url.startswith("sqlite:///"):
+        return url[len("sqlite:///"):]
+    return re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", url)  # never print a password
+
+
+def _crash_log(text: str) -> str | None:
+    """Write a crash log under a name no other crash shares (pid and nanoseconds), in
+    $FAIRTRIAL_CRASH_DIR, else the temp folder; None when no folder can take it (a full disk)."""
+    import tempfile
+
+    name = f"fairtrial-crash-{os.getpid()}-{time.time_ns()}.log"
+    for folder in (os.environ.get("FAIRTRIAL_CRASH_DIR"), tempfile.gettempdir()):
+        if not folder:
+            continue
+        path = Path(folder) / name
+        try:
+            with open(path, "x") as f:
+                f.write(text)
+            return str(path)
+        except OSError:
+            try:
+                path.unlink()  # a partial log of a full disk helps nobody
+            except OSError:
+                pass
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        if os.environ.get("FAIRTRIAL_TEST_RAISE"):  # a test hook: a deliberate bug, to test exit 70
+            raise RuntimeError(f"deliberate internal error (FAIRTRIAL_TEST_RAISE="
+                               f"{os.environ['FAIRTRIAL_TEST_RAISE']})")
         rc = app(args=argv, standalone_mode=False, prog_name="fairtrial")
         return rc if isinstance(rc, int) else 0
     except typer.Exit as e:
         return e.exit_code
-    except click.exceptions.Exit as e:
-        return e.exit_code
     except UserError as e:
-        err_console.print(f"[red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
+        _say("error:", "red", str(e))
         return e.exit_code
-    except click.ClickException as e:
-        err_console.print(f"[red]error:[/] {e.format_message()}", highlight=False)
-        return 2
-    except click.exceptions.Abort:
-        err_console.print("aborted")
-        return 130
     except KeyboardInterrupt:
         return 130
-    except Exception:  # noqa: BLE001 - a bug: keep the traceback, show where it is
-        log = Path(os.environ.get("FAIRTRIAL_CRASH_DIR", "/tmp")) / f"fairtrial-crash-{int(time.time())}.log"
-        with open(log, "w") as f:
-            f.write(f"fairtrial {__version__}, Python {platform.python_version()}, "
-                    f"{platform.platform()}\nargv: {sys.argv}\n\n{traceback.format_exc()}")
-        err_console.print(f"[red]internal error[/] (a bug in fairtrial): "
-                          f"{traceback.format_exception_only(sys.exc_info()[1])[-1].strip()}\n"
-                          f"the traceback and versions are in {log}; please include it in a report")
+    except BrokenPipeError:  # `fairtrial status | head`: the reader left, nothing to say to it
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 141
+    except Exception as e:  # noqa: BLE001 - sorted below: usage, environment, or a bug
+        kind = _click_kind(e)
+        if kind == "exit":
+            return getattr(e, "exit_code", 0) or 0
+        if kind == "abort":
+            _say("aborted", "yellow", "")
+            return 130
+        if kind == "help":  # the help is printed already (stdout)
+            _say("error:", "red", "give a command (the list is above; `fairtrial COMMAND --help` "
+                                  "explains one)")
+            return 2
+        if kind == "usage":
+            _say("error:", "red", _usage_message(e))
+            return 2
+        fault = environment_fault(e, _db_name())
+        if fault is not None:
+            _say("error:", "red", str(fault))
+            return fault.exit_code
+        text = (f"fairtrial {__version__}, Python {platform.python_version()}, "
+                f"{platform.platform()}\nargv: {sys.argv}\n\n{traceback.format_exc()}")
+        log = _crash_log(text)
+        what = traceback.format_exception_only(type(e), e)[-1].strip()
+        if log:
+            _say("internal error", "red", f"(a bug in fairtrial): {what}\nthe traceback and versions "
+                                          f"are in {log}; please include it in a report")
+        else:
+            try:
+                sys.stderr.write(text)
+            except OSError:
+                pass
+            _say("internal error", "red", f"(a bug in fairtrial): {what}\nno folder could take a "
+                                          "crash log; the traceback and versions are above")
         return 70
 
 

@@ -5,6 +5,7 @@ Computes nothing new: it only reads."""
 from __future__ import annotations
 
 import platform
+import shlex
 import socket
 from collections import defaultdict
 from typing import Any
@@ -25,8 +26,12 @@ def gather(ws: Workspace, store: Store, spec: Spec) -> dict[str, Any]:
     if not cells:
         from fairtrial.errors import UserError
 
+        if spec.evaluation_only:
+            raise UserError(f'study "{spec.name}" has no imported scores in this workspace '
+                            f"({ws.root}); import each system first: fairtrial import "
+                            f"{spec.path.name} SCORES.jsonl --arm {spec.external_arms[0]}")
         raise UserError(f'study "{spec.name}" has not been run in this workspace '
-                        f"({ws.root}); run it first: fairtrial run {spec.path.name}")
+                        f"({ws.root}); run it first: fairtrial run {shlex.quote(str(spec.path))}")
     keys = sorted({c["key"] for c in cells})
     runs = store.get_runs(keys)
     from fairtrial.store.db import IMPORT_STAGE
@@ -36,8 +41,11 @@ def gather(ws: Workspace, store: Store, spec: Spec) -> dict[str, Any]:
     missing = []
     verified: dict[str, dict | None] = {}
     for key in keys:
+        # an artifact whose files do not match its manifest, or that was made from upstream
+        # output that has since changed, is not read: the report treats it as missing
         v = artifacts.verify(ws, key)
-        verified[key] = v.manifest if v.ok else None
+        ok = v.ok and not artifacts.stale_inputs(ws, v.manifest)
+        verified[key] = v.manifest if ok else None
     for c in cells:
         if c["stage"] not in score_stages:
             continue
@@ -68,7 +76,10 @@ def gather(ws: Workspace, store: Store, spec: Spec) -> dict[str, Any]:
     done = sum(1 for k in keys if verified[k] is not None)
     states = defaultdict(int)
     for k in keys:
-        states["done" if verified[k] is not None else (runs.get(k) or {}).get("state") or "pending"] += 1
+        rec_state = (runs.get(k) or {}).get("state") or "pending"
+        # a record that says done without a verified artifact is lost, as status calls it
+        states["done" if verified[k] is not None else
+               "lost" if rec_state == "done" else rec_state] += 1
     progress = dict(states)
     progress["total"] = len(keys)
 

@@ -53,6 +53,17 @@ def _fast_status(args: list[str]) -> int | None:
     except UserError as e:
         sys.stderr.write(f"error: {e}\n")
         return e.exit_code
+    except Exception as e:  # noqa: BLE001
+        # a read-only, damaged or missing workspace: one line, as the full CLI says it
+        from fairtrial.errors import environment_fault
+
+        url = Workspace.find(ns.workspace or os.environ.get("FAIRTRIAL_WORKSPACE")).db_url
+        db = url[len("sqlite:///"):] if url.startswith("sqlite:///") else url.split("://")[0] + " store"
+        fault = environment_fault(e, db)
+        if fault is None:
+            return None  # anything else: the full CLI, which writes a crash log for a bug
+        sys.stderr.write(f"error: {fault}\n")
+        return fault.exit_code
     try:
         import orjson  # 5-10x faster than json on 20,000 small objects
 

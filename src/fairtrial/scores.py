@@ -7,11 +7,15 @@ analysis adds the `arm` and `replicate` columns from the study's records when it
 Columns written by stages:
   item_id (string)        the test document / window / prompt id, stable across arms
   eval_set (string)       name of the eval set (e.g. "A1" test set)
-  eval_set_digest (string) sha256 of the eval set's canonical content: equal digests = same items
+  eval_set_digest (string) sha256 of the eval set's canonical content: equal digests = same items;
+                          "undeclared" (UNDECLARED) for imported scores whose file gave none: they
+                          claim only which item ids they scored
   metric (string)         a metric the recipe declares
   value (float64)         the per-item value
   system (string)         "model" for the trained model, or a trivial baseline's name
                           ("unigram", "copy_last", ...), which the analysis shows as "baseline:<name>"
+  item_digest (string, optional) a digest of one item's content: the same item id with two
+                          different item digests is an eval-set mismatch
   any extra columns       (strings or numbers), kept as they are
 """
 
@@ -27,6 +31,8 @@ import pyarrow.parquet as pq
 
 FILENAME = "item_scores.parquet"
 REQUIRED = ("item_id", "eval_set", "eval_set_digest", "metric", "value", "system")
+UNDECLARED = "undeclared"
+"""eval_set_digest of imported rows whose file declares no digest."""
 
 
 def eval_set_digest(item_ids: Iterable[str], contents: Iterable[Any] | None = None) -> str:

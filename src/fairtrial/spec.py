@@ -34,7 +34,43 @@ class SpecError(UserError):
         for line, loc, msg in errors:
             where = f"{path.name}:{line}" if line else f"{path.name}"
             lines.append(f"{where}: {loc}: {msg}" if loc else f"{where}: {msg}")
-        super().__init__("\n".join(lines))
+        # a bad shared param fails every arm the same way: say it once
+        super().__init__("\n".join(dict.fromkeys(lines)))
+
+
+MAX_SEED = 2**63
+"""Seeds are 0 <= seed < 2**63: numpy's generators refuse negative seeds, and the record store
+keeps a seed in a signed 64-bit integer."""
+MAX_STUDY_NAME = 100
+"""A study name names folders and lock files (`locks/study-<name>.lock`, at most 255 bytes)."""
+MAX_ARM_NAME = 200
+
+
+def _unprintable(text: str) -> str | None:
+    """The first control or line-separator character in `text`, as repr, else None."""
+    import unicodedata
+
+    for ch in text:
+        if unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
+            return repr(ch)
+    return None
+
+
+def arm_name_problem(name: str) -> str | None:
+    """Why `name` cannot be an arm's name, else None. Arm names are printed on one line (the
+    report's first line), typed as `logs ARM/SEED/STAGE` and used in file names."""
+    if not name.strip():
+        return "an arm name must not be empty or blank"
+    if len(name) > MAX_ARM_NAME:
+        return f"arm name is {len(name):,} characters long; at most {MAX_ARM_NAME}"
+    bad = _unprintable(name)
+    if bad:
+        return f"arm name {name!r} holds the control character {bad}; use printable characters"
+    for part in ("/", "\\", ".."):
+        if part in name:
+            return (f"arm name {name!r} holds {part!r}, which reads as a path (`fairtrial logs "
+                    "ARM/SEED/STAGE`, file names); use letters, digits, spaces, - _ . = , and the like")
+    return None
 
 
 # ---- the file's own schema (recipe params are validated by the recipe's model) ----
@@ -49,8 +85,16 @@ class EndpointSpec(_Strict):
     secondary: list[str] = Field(default_factory=list)
 
 
+class MetricSpec(_Strict):
+    """A metric declared by the study file (evaluation-only studies, or metrics only a study's
+    external arms have): `[metrics.accuracy] direction = "higher", aggregation = "proportion"`."""
+    direction: Literal["lower", "higher"]
+    aggregation: Literal["mean", "geomean", "proportion"] = "mean"
+    description: str = ""
+
+
 class DecisionSpec(_Strict):
-    min_effect: float = Field(0.0, ge=0)
+    min_effect: float = Field(0.0, ge=0, allow_inf_nan=False)
     effect: Literal["absolute", "relative"] = "relative"
     alpha: float = Field(0.05, gt=0, lt=1)
     correction: Literal["holm", "bonferroni", "none"] = "holm"
@@ -58,9 +102,10 @@ class DecisionSpec(_Strict):
 
 
 class ResourceSpec(_Strict):
-    cpus: float = Field(1, gt=0)
-    gpus: int = Field(0, ge=0)
-    memory_gb: float = Field(0.5, gt=0)
+    # finite and bounded: the scheduler compares them with the machine's; Ray refuses inf
+    cpus: float = Field(1, gt=0, le=4096, allow_inf_nan=False)
+    gpus: int = Field(0, ge=0, le=256)
+    memory_gb: float = Field(0.5, gt=0, le=100_000, allow_inf_nan=False)
 
 
 class AnalysisSpec(_Strict):
@@ -81,12 +126,16 @@ class AnalysisSpec(_Strict):
 class StudyFile(_Strict):
     name: str | None = None
     question: str = Field(min_length=1)
-    recipe: str
-    replicates: list[int] = Field(min_length=1)
+    recipe: str | None = None
+    """None: an evaluation-only study (the built-in recipe "scores": external arms only)."""
+    replicates: list[int] | None = Field(None, min_length=1)
+    """Required when the study trains arms; an evaluation-only study defaults to [0]."""
     control: str | None = None
     external_arms: list[str] = Field(default_factory=list)
     """Arms whose item scores come from elsewhere (`fairtrial import`), e.g. a hosted API model."""
     endpoint: EndpointSpec
+    metrics: dict[str, MetricSpec] = Field(default_factory=dict)
+    """Metrics the study declares itself (name -> direction, aggregation), beside the recipe's."""
     decision: DecisionSpec = Field(default_factory=DecisionSpec)
     params: dict[str, Any] = Field(default_factory=dict)
     arms: list[dict[str, Any]] = Field(default_factory=list)
@@ -101,6 +150,8 @@ class StudyFile(_Strict):
             for i, s in enumerate(v):
                 if not isinstance(s, int) or isinstance(s, bool):
                     raise ValueError(f"seeds must be integers; item {i} is {s!r}")
+                if not 0 <= s < MAX_SEED:
+                    raise ValueError(f"seeds must be 0 <= seed < 2**63; item {i} is {s}")
         return v
 
     @field_validator("replicates")
@@ -115,6 +166,17 @@ class StudyFile(_Strict):
     def _name(cls, v):
         if v is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", v):
             raise ValueError(f"{v!r} is not a usable study name; use letters, digits, _ . -")
+        if v is not None and len(v) > MAX_STUDY_NAME:
+            raise ValueError(f"the study name is {len(v)} characters long; at most {MAX_STUDY_NAME}")
+        return v
+
+    @field_validator("question")
+    @classmethod
+    def _one_line(cls, v):
+        bad = _unprintable(v)
+        if bad:
+            raise ValueError(f"the question holds the control character {bad}; it is the report's "
+                             "first line: write it on one line")
         return v
 
 
@@ -156,6 +218,11 @@ class Spec:
 
     def resources_for(self, stage: str) -> Resources:
         return self.resources.get(stage) or self.recipe.stage(stage).resources
+
+    @property
+    def evaluation_only(self) -> bool:
+        """Nothing to train: every arm is external (its scores come from `fairtrial import`)."""
+        return not self.arms
 
     @property
     def direction(self) -> str:
@@ -226,7 +293,7 @@ def _arm_name_from_template(template: str | None, combo: dict[str, Any]) -> str:
     if template:
         try:
             return template.format(**combo)
-        except (KeyError, IndexError, ValueError) as e:
+        except (KeyError, IndexError, ValueError, TypeError, AttributeError) as e:
             raise ValueError(f"name template {template!r} cannot be filled: {e}") from e
     return ",".join(f"{k}={v}" for k, v in combo.items())
 
@@ -234,6 +301,9 @@ def _arm_name_from_template(template: str | None, combo: dict[str, Any]) -> str:
 def _expand_grid(grid: dict[str, Any]) -> tuple[str | None, list[dict[str, Any]]]:
     grid = dict(grid)
     template = grid.pop("name", None)
+    if template is not None and not isinstance(template, str):
+        raise ValueError(f'grid.name must be a name template such as "{{size}}-{{level}}", '
+                         f"got {template!r}")
     if not grid:
         raise ValueError("empty grid: give at least one param with a list of values")
     for k, v in grid.items():
@@ -256,14 +326,50 @@ def _dotted_to_nested(d: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+EVALUATION_ONLY = "scores"
+"""The built-in recipe of a study file without `recipe` (fairtrial.recipes.scores)."""
+
+
+def _toml_key(name: str) -> str:
+    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else json.dumps(name)
+
+
+def _with_declared_metrics(recipe: Recipe, declared: dict[str, "MetricSpec"], err) -> Recipe:
+    """The recipe with the study file's [metrics] added. A metric the recipe declares may be
+    repeated only as the recipe declares it."""
+    from dataclasses import replace
+
+    from fairtrial.recipes.api import Metric
+
+    extra = []
+    for name, m in declared.items():
+        if not name.strip():
+            err(("metrics",), "a metric needs a non-empty name")
+            continue
+        try:
+            known = recipe.metric(name)
+        except KeyError:
+            extra.append(Metric(name, m.direction, m.aggregation, m.description))
+            continue
+        if (known.direction, known.aggregation) != (m.direction, m.aggregation):
+            err(("metrics", name),
+                f'recipe {recipe.name} declares {name} as direction "{known.direction}", '
+                f'aggregation "{known.aggregation}"; remove it here or declare it the same way')
+    return replace(recipe, metrics=tuple(recipe.metrics) + tuple(extra)) if extra else recipe
+
+
 def load_spec(path: str | Path) -> Spec:
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: no such study file")
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder; give the study file (TOML) itself")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise UserError(f"{path.name}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+    except OSError as e:  # unreadable (permissions), a special file, an I/O error
+        raise UserError(f"{path}: cannot read the study file: {e.strerror or e}") from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -287,17 +393,26 @@ def validate(raw: dict[str, Any], path: Path, text: str = "") -> Spec:
         raise SpecError(path, errors) from None
 
     try:
-        recipe = registry.get(sf.recipe)
+        recipe = registry.get(sf.recipe or EVALUATION_ONLY)
     except UserError as e:
         err(("recipe",), str(e))
         raise SpecError(path, errors) from None
+    recipe = _with_declared_metrics(recipe, sf.metrics, err)
+    evaluation_only = recipe.name == EVALUATION_ONLY
 
     # endpoint
     metric_names = [m.name for m in recipe.metrics]
     for i, m in enumerate([sf.endpoint.metric] + sf.endpoint.secondary):
         loc = ("endpoint", "metric") if i == 0 else ("endpoint", "secondary", i - 1)
         if m not in metric_names:
-            err(loc, f'unknown metric "{m}" for recipe {recipe.name}; known: {", ".join(metric_names)}')
+            if evaluation_only:
+                err(loc, f'unknown metric "{m}": a study without a recipe declares its metrics, '
+                         f'e.g. [metrics.{_toml_key(m)}] direction = "higher", aggregation = '
+                         '"proportion" (or "mean", "geomean")'
+                         + (f'; declared: {", ".join(metric_names)}' if metric_names else ""))
+            else:
+                err(loc, f'unknown metric "{m}" for recipe {recipe.name}; known: '
+                         f'{", ".join(metric_names)} (or declare it under [metrics])')
     if sf.endpoint.metric in metric_names and sf.endpoint.direction:
         declared = recipe.metric(sf.endpoint.metric).direction
         if declared != sf.endpoint.direction:
@@ -330,12 +445,31 @@ def validate(raw: dict[str, Any], path: Path, text: str = "") -> Spec:
                 declared.append((name, _dotted_to_nested(combo), "grid", ("grid",)))
         except ValueError as e:
             err(("grid",), str(e))
-    if not declared and not errors:
-        err(("arms",), "no arms: declare [[arms]] and/or a [grid]")
+    if evaluation_only:
+        # nothing to train: every arm is external, and there are no params or stages to set
+        for key in ("arms", "grid", "params", "resources"):
+            if raw.get(key):
+                err((key,), f"an evaluation-only study (no recipe) trains nothing, so it has no "
+                            f"{key}; declare its systems in external_arms, or name a recipe")
+        declared = []
+    if not declared and not sf.external_arms and not errors:
+        err(("arms",), "no arms: declare external_arms, [[arms]] or a [grid]"
+            if not evaluation_only else
+            'no arms: list the systems to compare, e.g. external_arms = ["system-a", "system-b"]')
+    replicates = list(sf.replicates) if sf.replicates is not None else None
+    if replicates is None:
+        if declared:
+            err(("replicates",), "required key is missing: the seeds every trained arm runs, "
+                                 "e.g. replicates = [0, 1, 2]")
+        replicates = [0]   # external systems: one fixed run each (see docs/study-file.md)
 
     seen: dict[str, str] = {}
     arms: list[Arm] = []
     for name, overrides, origin, loc in declared:
+        problem = arm_name_problem(name)
+        if problem:
+            err(loc + (("name",) if origin != "grid" else ()), problem)
+            continue
         if name in seen:
             err(loc + (("name",) if origin != "grid" else ()),
                 f'duplicate arm name "{name}" (also {seen[name]})')
@@ -358,7 +492,10 @@ def validate(raw: dict[str, Any], path: Path, text: str = "") -> Spec:
                         origin=origin))
 
     for i, ext in enumerate(sf.external_arms):
-        if ext in seen:
+        problem = arm_name_problem(ext)
+        if problem:
+            err(("external_arms", i), problem)
+        elif ext in seen:
             err(("external_arms", i), f'"{ext}" is also a trained arm; use another name')
         else:
             seen[ext] = f"external_arms[{i}]"
@@ -380,13 +517,21 @@ def validate(raw: dict[str, Any], path: Path, text: str = "") -> Spec:
     if an.pairwise_reference and an.pairwise_reference not in seen:
         err(("analysis", "pairwise_reference"), f'"{an.pairwise_reference}" is not an arm')
 
+    if sf.name is None:  # the file's name names the study: it must make a usable folder name too
+        if len(path.stem) > MAX_STUDY_NAME:
+            err(("name",), f"the study is named after its file, {len(path.stem)} characters long; "
+                           f"at most {MAX_STUDY_NAME}: set name = \"...\" in the file")
+        elif _unprintable(path.stem) or path.stem.startswith("."):
+            err(("name",), f"the study is named after its file, {path.stem!r}, which is no usable "
+                           "study name: set name = \"...\" in the file")
+
     if errors:
         raise SpecError(path, errors)
 
     canonical = json.dumps(raw, sort_keys=True, default=str)
     return Spec(
         path=path.resolve(), name=sf.name or path.stem, question=sf.question, recipe=recipe,
-        replicates=list(sf.replicates), control=sf.control,
+        replicates=replicates, control=sf.control,
         external_arms=list(sf.external_arms), endpoint=sf.endpoint,
         decision=sf.decision, params=sf.params, arms=arms, resources=resources,
         analysis=sf.analysis.model_dump(exclude_none=True), digest=hashlib.sha256(canonical.encode()).hexdigest(), raw=raw,

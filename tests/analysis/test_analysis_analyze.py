@@ -170,7 +170,7 @@ def test_partial_report_and_json():
     d = StudyDesign(question="q?", arms={"ctrl": {}, "arm": {}, "late": {}}, control="ctrl",
                     endpoint=Endpoint("score", "higher"))
     r = analyze(df, d, AnalysisContext(complete=False, progress={"done": 4, "total": 9}), n_resamples=R)
-    assert r.headline.startswith("PARTIAL REPORT, study still running (4 of 9 stage runs done)")
+    assert r.headline.startswith("PARTIAL REPORT, study incomplete (4 of 9 stage runs done)")
     assert {f.severity for f in r.findings if f.code == "arm_without_scores"} == {"info"}
     blob = json.loads(json.dumps(r.to_dict()))
     assert blob["comparisons"][0]["verdict"] == r.comparisons[0].verdict

@@ -53,8 +53,8 @@ def test_markdown_first_line_and_tables(cefr):
 def test_partial_report_says_so():
     r = report_examples.cefr_cross_eval(complete=False)
     md = render_markdown(r)
-    assert md.startswith("PARTIAL REPORT, study still running (30 of 48 stage runs done)")
-    assert "still running (done: 30, total: 48, running: 2)" in md
+    assert md.startswith("PARTIAL REPORT, study incomplete (30 of 48 stage runs done)")
+    assert "incomplete (done: 30, total: 48, running: 2)" in md
     assert "class='partial'" in render_html(r)
 
 

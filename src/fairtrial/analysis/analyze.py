@@ -20,6 +20,7 @@ from fairtrial.analysis.decision import INCONCLUSIVE, REFUTED, SUPPORTED
 from fairtrial.analysis.design import AnalysisContext, AnalysisInputError, StudyDesign
 from fairtrial.analysis.findings import Finding
 from fairtrial.analysis.inputs import MODEL, keys, pair, series, validate
+from fairtrial.analysis.inputs import _groups as groups_of
 from fairtrial.analysis.result import AnalysisResult
 from fairtrial.analysis import shapes
 from fairtrial.stats.bootstrap import N_RESAMPLES, SEED
@@ -65,9 +66,11 @@ def analyze(scores: pd.DataFrame, design: StudyDesign, context: AnalysisContext 
     order = {a: i for i, a in enumerate(design.arms)}
     cells = sorted(((a, m, sy, e) for a, m, sy, e in keys(df) if m in metrics),
                    key=lambda k: (order[k[0]], metrics.index(k[1]), k[3], k[2] != MODEL, k[2]))
+    fixed = set(design.fixed_arms)
     for arm, metric, system, eval_set in cells:
         s = shapes.summarize(df, arm, metric, eval_set, system, level, n_resamples, seed,
-                             aggregation=_aggregation(design, metric))
+                             aggregation=_aggregation(design, metric),
+                             one_replicate=arm in fixed)
         if s is not None:
             summaries.append(s)
 
@@ -86,7 +89,7 @@ def analyze(scores: pd.DataFrame, design: StudyDesign, context: AnalysisContext 
                        aggregation="mean" if one_sample else design.aggregation(design.endpoint.metric))
         if eval_set in void_sets:
             c.blocked_by.append("eval_digest_mismatch")
-        d = _estimate_pair(df, c, ref, arm, eval_set, n_resamples, seed, method)
+        d = _estimate_pair(df, c, ref, arm, eval_set, n_resamples, seed, method, fixed)
         if d is None:
             findings.append(Finding("warning", "not_compared",
                                     f"{arm} vs {c.reference} on {eval_set!r}: {c.reason}",
@@ -94,6 +97,16 @@ def analyze(scores: pd.DataFrame, design: StudyDesign, context: AnalysisContext 
         comps.append(c)
         draws.append(d)
     _decide(comps, draws, dec.alpha, dec.correction)
+    if not one_sample:
+        universes: dict = {}
+        for (ref, arm, eval_set), c, d in zip(pairs, comps, draws):
+            if d is not None:
+                _paired_outcomes(c, d.x)
+                _missing_as_failures(df, design, c, ref, arm, eval_set, n_resamples, seed, method,
+                                     fixed, universes)
+    one = _one_replicate(design, comps, summaries)
+    if one is not None:
+        findings.append(one)
 
     # ---- secondary metrics: same pairs, reported at the uncorrected level, not decided
     secondary = []
@@ -112,7 +125,8 @@ def analyze(scores: pd.DataFrame, design: StudyDesign, context: AnalysisContext 
                 c = Comparison(arm=c0.arm, reference=c0.reference, metric=metric, eval_set=c0.eval_set,
                                direction=direction, role="secondary", effect=effect,
                                aggregation=design.aggregation(metric))
-                d = _estimate_pair(df, c, c0.reference, c0.arm, c0.eval_set, n_resamples, seed, method)
+                d = _estimate_pair(df, c, c0.reference, c0.arm, c0.eval_set, n_resamples, seed,
+                                   method, fixed)
                 if d is not None:
                     finish(c, d, level, decide=False)
                     secondary.append(c)
@@ -189,15 +203,23 @@ def _hypothesis_pairs(df: pd.DataFrame, design: StudyDesign,
     return out
 
 
+def _series(df, arm: str, metric: str, eval_set: str, one: bool) -> pd.DataFrame:
+    """An arm's replicate x item table; `one`: the first replicate only (a fixed system's rows
+    repeat under every seed, and two fixed systems are compared once, not once per copy)."""
+    t = series(df, arm, metric, eval_set)
+    return t.iloc[:1] if one and len(t) > 1 else t
+
+
 def _estimate_pair(df, c: Comparison, ref: str | None, arm: str, eval_set: str,
-                   n_resamples: int, seed: int, method: str):
+                   n_resamples: int, seed: int, method: str, fixed: set[str] = frozenset()):
+    one = arm in fixed and (ref is None or ref in fixed)
     try:
-        a = series(df, arm, c.metric, eval_set)
+        a = _series(df, arm, c.metric, eval_set, one)
         if ref is None:
             p = pair([a])
             x = np.stack([np.zeros_like(p.x[0]), p.x[0]])
         else:
-            p = pair([series(df, ref, c.metric, eval_set), a])
+            p = pair([_series(df, ref, c.metric, eval_set, one), a])
             x = p.x
     except ValueError as err:
         c.verdict, c.reason = INCONCLUSIVE, f"not compared: {err}"
@@ -207,6 +229,98 @@ def _estimate_pair(df, c: Comparison, ref: str | None, arm: str, eval_set: str,
         c.verdict, c.reason = INCONCLUSIVE, "not compared: the arms share no item"
         return None
     return estimate(c, x, n_resamples=n_resamples, seed=seed, method=method)
+
+
+def _missing_as_failures(df, design: StudyDesign, c: Comparison, ref: str | None, arm: str,
+                         eval_set: str, n_resamples: int, seed: int, method: str,
+                         fixed: set[str], universes: dict | None = None) -> None:
+    """When either side lacks items of the eval set (the items any arm has on it), record the
+    counts in `c.missing`; for 0/1 values (a declared proportion, or values that are all 0 or 1)
+    also the comparison with every missing item counted as a failure, in `c.as_failures`: what
+    the verdict would be if the missing answers were wrong."""
+    if ref is None:
+        return
+    universes = {} if universes is None else universes
+    if (c.metric, eval_set) not in universes:      # the items any arm has, and their values
+        groups = [g for (a, m, sy, e), g in groups_of(df).items()
+                  if (m, sy, e) == (c.metric, MODEL, eval_set)]
+        universes[(c.metric, eval_set)] = (
+            pd.Index(sorted(set().union(*(set(g["item_id"]) for g in groups)))),
+            bool(all(np.isin(g["value"].to_numpy(), (0.0, 1.0)).all() for g in groups)))
+    universe, all_binary = universes[(c.metric, eval_set)]
+    if c.dropped_items == 0 and c.n_items == len(universe):
+        return                                       # both arms have every item
+    one = arm in fixed and ref in fixed
+    tables = [_series(df, ref, c.metric, eval_set, one), _series(df, arm, c.metric, eval_set, one)]
+    seeds = sorted(set(tables[0].index) & set(tables[1].index))
+    if not seeds:
+        return
+    tables = [t.loc[seeds].reindex(columns=universe) for t in tables]
+    lack = [int(len(universe) - t.notna().to_numpy().all(axis=0).sum()) for t in tables]
+    if not any(lack):
+        return
+    c.missing = {"reference": lack[0], "arm": lack[1], "eval_set_items": len(universe)}
+    binary = design.proportion(c.metric) or all_binary
+    if not binary or c.aggregation != "mean" or c.blocked_by:
+        return
+    fail = 0.0 if c.direction == "higher" else 1.0
+    x = np.stack([t.fillna(fail).to_numpy(dtype=np.float64) for t in tables])
+    s = Comparison(arm=arm, reference=ref, metric=c.metric, eval_set=eval_set,
+                   direction=c.direction, role="missing-as-failure", effect=c.effect,
+                   min_effect=c.min_effect, aggregation=c.aggregation)
+    d = estimate(s, x, n_resamples=n_resamples, seed=seed, method=method, signflip=False)
+    finish(s, d, c.level)
+    c.as_failures = {"n_items": len(universe), "failure_value": fail,
+                     "mean_reference": s.mean_reference, "mean_arm": s.mean_arm,
+                     "estimate": s.estimate, "interval": list(s.interval), "p_value": s.p_value,
+                     "verdict": s.verdict}
+
+
+def _paired_outcomes(c: Comparison, x: np.ndarray) -> None:
+    """The McNemar view of a 0/1 comparison with one replicate: on the shared items, how often
+    only the arm is right, only the reference, both, neither; and the exact McNemar p-value
+    (binomial test of the discordant pairs), which a researcher can set beside the bootstrap's."""
+    if c.aggregation != "mean" or x.shape[1] != 1 or not np.isin(x, (0.0, 1.0)).all():
+        return
+    from scipy.stats import binomtest
+
+    good = 1.0 if c.direction == "higher" else 0.0
+    ref, arm = x[0, 0] == good, x[1, 0] == good
+    b, r = int((arm & ~ref).sum()), int((ref & ~arm).sum())
+    c.paired_outcomes = {"both": int((arm & ref).sum()), "arm_only": b, "reference_only": r,
+                         "neither": int((~arm & ~ref).sum()),
+                         "p_mcnemar": float(binomtest(b, b + r, 0.5).pvalue) if b + r else 1.0}
+
+
+def _one_replicate(design: StudyDesign, comps: list[Comparison], summaries) -> Finding | None:
+    """Arms with one replicate that enter a comparison: external systems (scores imported once)
+    and arms of a one-seed study. Their intervals say nothing about seed-to-seed variation."""
+    in_comps = {a for c in comps for a in (c.arm, c.reference) if a in design.arms}
+    seeds = {}
+    for s in summaries:
+        if s.metric == design.endpoint.metric and s.system == MODEL and s.arm in in_comps:
+            seeds[s.arm] = max(seeds.get(s.arm, 0), s.n_seeds)
+    fixed = [a for a in design.arms if a in seeds and a in design.fixed_arms]
+    single = [a for a in design.arms if seeds.get(a) == 1 and a not in design.fixed_arms]
+    if not fixed and not single:
+        return None
+    parts = []
+    if fixed:
+        parts.append(f"{', '.join(fixed)} {'is an external system' if len(fixed) == 1 else 'are external systems'}"
+                     " (scores imported once)")
+    if single:
+        parts.append(f"{', '.join(single)} {'has' if len(single) == 1 else 'have'} one seed")
+    declared = len(design.replicates)
+    extra = (f" The study declares {declared} seeds, but an external system's scores are one run: "
+             "they are counted once, never as replicates." if fixed and declared > 1 else "")
+    seeded = any(n > 1 for a, n in seeds.items() if a not in design.fixed_arms)
+    return Finding(
+        "info", "one_replicate",
+        "one replicate: " + "; ".join(parts) + ". Their intervals cover item sampling only"
+        + (" (plus the seeds of the trained arms they are compared with)" if seeded else "")
+        + ": seed-to-seed variation, what another training run of the same system would change, "
+        "is unknown, so the verdicts are about these particular runs." + extra,
+        {"external": fixed, "one_seed": single})
 
 
 def _decide(comps: list[Comparison], draws: list, alpha: float, correction: str) -> None:
@@ -267,7 +381,7 @@ def _headline(design: StudyDesign, comps: list[Comparison], findings: list[Findi
     if not context.complete:
         pr = context.progress
         counts = f" ({pr.get('done', '?')} of {pr.get('total', '?')} stage runs done)" if pr else ""
-        prefix = f"PARTIAL REPORT, study still running{counts}: "
+        prefix = f"PARTIAL REPORT, study incomplete{counts}: "
     n_err = sum(f.severity == "error" for f in findings)
     tail = f" {n_err} integrity error{'s' if n_err != 1 else ''}: see below." if n_err else ""
     if not decided:

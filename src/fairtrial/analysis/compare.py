@@ -66,6 +66,17 @@ class Comparison:
     settle: dict[str, Any] | None = None
     settle_text: str = ""
     blocked_by: list[str] = field(default_factory=list)   # integrity codes that void the verdict
+    missing: dict[str, int] | None = None
+    """Items of the eval set (every arm's items together) that each side lacks, when any:
+    {"arm": k, "reference": j, "eval_set_items": n}; the comparison itself uses the shared items."""
+    paired_outcomes: dict[str, Any] | None = None
+    """With 0/1 values and one replicate: the 2x2 table of paired outcomes on the shared items
+    {"both", "arm_only", "reference_only", "neither", "p_mcnemar"} (exact McNemar: a two-sided
+    binomial test of arm_only against arm_only + reference_only; uncorrected, a cross-check)."""
+    as_failures: dict[str, Any] | None = None
+    """With 0/1 values and missing items: the same comparison on every item of the eval set with
+    each missing item counted as a failure (0 when higher is better, 1 when lower is), at the same
+    level and rule: {"n_items", "mean_reference", "mean_arm", "estimate", "interval", "verdict"}."""
 
     @property
     def estimate(self) -> float:

@@ -15,9 +15,9 @@ from fairtrial.errors import UserError
 from fairtrial.stats.multiple import CORRECTIONS
 
 Direction = Literal["lower", "higher"]
-Aggregation = Literal["mean", "geomean", "median"]
-AGGREGATIONS = ("mean", "geomean", "median")
-SUPPORTED_AGGREGATIONS = ("mean", "geomean")   # "median": declared by recipes, not analysed yet
+Aggregation = Literal["mean", "geomean", "median", "proportion"]
+AGGREGATIONS = ("mean", "geomean", "median", "proportion")
+SUPPORTED_AGGREGATIONS = ("mean", "geomean", "proportion")   # "median": declared, not analysed yet
 
 
 class AnalysisInputError(UserError, ValueError):
@@ -87,6 +87,10 @@ class StudyDesign:
     """How each metric's item values are aggregated (the recipe's Metric.aggregation); absent =
     "mean". "geomean": every mean, difference, bootstrap and test is taken on the log scale."""
     name: str = ""
+    fixed_arms: tuple[str, ...] = ()
+    """Arms that are one fixed system (external arms: scores imported once). Their rows may repeat
+    under every seed, which keeps them paired with trained arms seed by seed; they count as one
+    replicate: their summaries, and comparisons between two of them, use one copy."""
     min_items: int = 30
     """An endpoint computed on fewer items than this is an integrity warning."""
     cross_eval: CrossEval | None = None
@@ -104,8 +108,14 @@ class StudyDesign:
             f"(StudyDesign.metric_directions), known: {sorted(self.metric_directions)}")
 
     def aggregation(self, metric: str) -> Aggregation:
-        """The metric's declared aggregation; "mean" when the recipe did not say."""
-        return self.metric_aggregations.get(metric, "mean")
+        """The metric's declared aggregation; "mean" when the recipe did not say. A "proportion"
+        (0/1 values) is analysed as their mean."""
+        agg = self.metric_aggregations.get(metric, "mean")
+        return "mean" if agg == "proportion" else agg
+
+    def proportion(self, metric: str) -> bool:
+        """Whether the metric is declared as a proportion of 0/1 item values."""
+        return self.metric_aggregations.get(metric) == "proportion"
 
     def analysed_metrics(self) -> list[str]:
         """Every metric whose values the analysis aggregates: the endpoint, the secondary metrics
@@ -123,6 +133,9 @@ class StudyDesign:
             errs.append("arms: the design has no arms")
         if self.control is not None and self.control not in self.arms:
             errs.append(f"control: {self.control!r} is not an arm; arms: {arms}")
+        for a in self.fixed_arms:
+            if a not in self.arms:
+                errs.append(f"external_arms: {a!r} is not an arm; arms: {arms}")
         d = self.decision
         if self.endpoint.direction not in ("lower", "higher"):
             errs.append(f"endpoint.direction: {self.endpoint.direction!r}; use 'lower' or 'higher'")
@@ -216,6 +229,7 @@ class StudyDesign:
             arms=arms,
             control=study.get("control"),
             replicates=tuple(int(r) for r in study.get("replicates", ())),
+            fixed_arms=tuple(str(a) for a in study.get("external_arms", ())),
             endpoint=Endpoint(metric=ep["metric"], direction=direction,
                               secondary=tuple(ep.get("secondary", ()))),
             decision=Decision(**dec),

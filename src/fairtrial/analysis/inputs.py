@@ -78,6 +78,19 @@ def validate(scores: pd.DataFrame, design: StudyDesign) -> pd.DataFrame:
                 f"{first['arm']!r}, replicate {first['replicate']}, system {first['system']!r}, "
                 f"item {first['item_id']!r}, value {first['value']:g}); a geomean metric must be "
                 "positive (declare it with aggregation 'mean' if it is not)")
+    # A proportion is a share of 0/1 item values (right or wrong): anything else is a mistake.
+    for metric in design.analysed_metrics():
+        if not design.proportion(metric):
+            continue
+        v = df["value"].to_numpy()
+        bad = (df["metric"] == metric).to_numpy() & (v != 0.0) & (v != 1.0)
+        if bad.any():
+            first = df.loc[bad].iloc[0]
+            raise AnalysisInputError(
+                f"item scores: metric {metric!r} is declared a proportion (0/1 values), but "
+                f"{int(bad.sum())} of its values are neither 0 nor 1, first at row "
+                f"{df.index[bad][0]} (arm {first['arm']!r}, item {first['item_id']!r}, value "
+                f"{first['value']:g}); declare it with aggregation 'mean' if it is not")
     ep = design.endpoint.metric
     if not (df["metric"] == ep).any():
         raise AnalysisInputError(

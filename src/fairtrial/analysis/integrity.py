@@ -13,6 +13,7 @@ from fairtrial.analysis.compare import Comparison, estimate, finish
 from fairtrial.analysis.design import AnalysisContext, StudyDesign
 from fairtrial.analysis.findings import Finding
 from fairtrial.analysis.inputs import MODEL, keys, pair, series
+from fairtrial.scores import UNDECLARED
 
 BASELINE_RESAMPLES = 2_000    # the baseline check needs a rough interval, not a precise one
 
@@ -49,12 +50,18 @@ def check_arms(df: pd.DataFrame, design: StudyDesign, complete: bool = True,
 
 
 def check_eval_items(df: pd.DataFrame, design: StudyDesign) -> list[Finding]:
-    """Arms scored on different items: different eval-set digests (error), or some arm/replicate
-    missing items the others have (warning; comparisons then use the shared items only)."""
+    """Items are identified by (eval set, item id). Two kinds of problem:
+    - different content behind the same items (error: comparisons on the set are void): two
+      declared eval-set digests differ (imported rows without one carry UNDECLARED, which claims
+      nothing), or one item id carries two different item digests (optional column item_digest);
+    - coverage (warning): an arm lacks items other arms have. It is never a mismatch: each pair
+      of arms is compared on the items both have, and the finding names the arm, the count and a
+      few ids."""
     out = []
     ep = _endpoint_rows(df, design)
     for eval_set, g in ep.groupby("eval_set", sort=True):
-        digests = g.groupby("eval_set_digest")["arm"].unique()
+        declared = g[g["eval_set_digest"] != UNDECLARED]
+        digests = declared.groupby("eval_set_digest")["arm"].unique()
         if len(digests) > 1:
             by_digest = {str(dg)[:12]: sorted(map(str, arms)) for dg, arms in digests.items()}
             out.append(Finding(
@@ -64,22 +71,46 @@ def check_eval_items(df: pd.DataFrame, design: StudyDesign) -> list[Finding]:
                 "on the same items, so comparisons on this set are void. Re-run the evaluation with "
                 "one eval set for every arm",
                 {"eval_set": eval_set, "digests": by_digest}))
+        if "item_digest" in g.columns:
+            per_item = g.dropna(subset=["item_digest"]).groupby("item_id")["item_digest"].nunique()
+            differ = sorted(map(str, per_item.index[per_item > 1]))
+            if differ:
+                arms = sorted(map(str, g.loc[g["item_id"].isin(differ), "arm"].unique()))
+                out.append(Finding(
+                    "error", "eval_digest_mismatch",
+                    f"eval set {eval_set!r}: {len(differ):,} item ids carry different content in "
+                    f"different arms (their item digests differ; e.g. {', '.join(differ[:3])}; arms "
+                    f"{arms}): the arms were not scored on the same items, so comparisons on this "
+                    "set are void. Score every arm on one version of the eval set",
+                    {"eval_set": eval_set, "items": differ[:20], "n": len(differ), "arms": arms}))
         every = set(g["item_id"])
-        lacking = {}
-        for (arm, rep), gg in g.groupby(["arm", "replicate"]):
-            k = len(every) - gg["item_id"].nunique()
-            if k:
-                lacking.setdefault(arm, {})[int(rep)] = k
+        lacking: dict[str, dict[str, Any]] = {}
+        for arm, ga in g.groupby("arm", sort=False):
+            per_rep = {int(r): every - set(gr["item_id"]) for r, gr in ga.groupby("replicate")}
+            worst = max(per_rep.values(), key=len)
+            if not worst:
+                continue
+            same = len({frozenset(v) for v in per_rep.values()}) == 1
+            lacking[str(arm)] = {"n": len(worst), "ids": sorted(worst)[:5],
+                                 "seeds": None if same else
+                                 {str(r): len(v) for r, v in sorted(per_rep.items()) if v}}
         if lacking:
-            worst = max(k for reps in lacking.values() for k in reps.values())
-            text = "; ".join(f"{a}: " + ", ".join(f"seed {r} lacks {k}" for r, k in sorted(reps.items()))
-                             for a, reps in sorted(lacking.items()))
+            parts = []
+            for a in sorted(lacking):
+                x = lacking[a]
+                if x["seeds"] is None:
+                    parts.append(f"{a} lacks {x['n']:,} (e.g. {', '.join(x['ids'][:3])})")
+                else:
+                    parts.append(f"{a}: " + ", ".join(f"seed {r} lacks {k}"
+                                                      for r, k in x["seeds"].items()))
             out.append(Finding(
                 "warning", "missing_items",
-                f"eval set {eval_set!r}: {len(every)} items in all, but some runs lack items ({text}); "
-                f"comparisons use only the items every compared run has (up to {worst} left out)",
-                {"eval_set": eval_set, "n_items": len(every),
-                 "lacking": {a: {str(r): k for r, k in reps.items()} for a, reps in lacking.items()}}))
+                f"eval set {eval_set!r}: {len(every):,} items in all, but some arms lack items ("
+                + "; ".join(parts) + "). Each pair of arms is compared on the items both have "
+                "(up to " + f"{max(x['n'] for x in lacking.values()):,}" + " left out); with 0/1 "
+                "values the report also shows each comparison with the missing items counted as "
+                "failures",
+                {"eval_set": eval_set, "n_items": len(every), "lacking": lacking}))
     return out
 
 

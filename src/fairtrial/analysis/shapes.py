@@ -36,10 +36,15 @@ class ArmSummary:
 
 
 def summarize(df: pd.DataFrame, arm: str, metric: str, eval_set: str, system: str, level: float,
-              n_resamples: int, seed: int, aggregation: str = "mean") -> ArmSummary | None:
+              n_resamples: int, seed: int, aggregation: str = "mean",
+              one_replicate: bool = False) -> ArmSummary | None:
+    """`one_replicate`: the arm is one fixed system whose rows repeat under every seed; its
+    summary uses one copy (one replicate), not the copies as if they were seeds."""
     t = series(df, arm, metric, eval_set, system)
     if t.empty:
         return None
+    if one_replicate:
+        t = t.iloc[:1]
     p = pair([t])
     if p.x.shape[2] == 0:
         return None

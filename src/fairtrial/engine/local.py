@@ -22,6 +22,7 @@ import fcntl
 import json
 import multiprocessing as mp
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -129,7 +130,8 @@ class StudyLock:
             holder = read_supervisor(self.info)
             who = f" (pid {holder['pid']}, started {time.ctime(holder['started_at'])})" if holder else ""
             raise Refused(f'study "{self.study}" is already running{who}; watch it with '
-                          f"`fairtrial status {self.study}` or end it with `fairtrial stop {self.study}`")
+                          f"`fairtrial status {shlex.quote(self.study)}` or end it with "
+                          f"`fairtrial stop {shlex.quote(self.study)}`")
         self.fd = fd
         self.info.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.info.with_suffix(".tmp")

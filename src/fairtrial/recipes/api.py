@@ -73,7 +73,11 @@ class Metric:
     """An endpoint a recipe produces. Declared once, with its direction and aggregation."""
     name: str
     direction: Literal["lower", "higher"]
-    aggregation: Literal["mean", "geomean", "median"] = "mean"
+    aggregation: Literal["mean", "geomean", "median", "proportion"] = "mean"
+    """How item values become an arm's value: "mean"; "geomean" (on the log scale, for positive,
+    heavy-tailed values such as perplexities); "proportion" (the mean of 0/1 values: accuracy,
+    exact match, pass@1; values other than 0 and 1 are refused, and a missing item can be counted
+    as a failure); "median" (declared, not analysed yet)."""
     description: str = ""
 
 

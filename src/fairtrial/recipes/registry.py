@@ -14,6 +14,7 @@ from fairtrial.recipes.api import Recipe
 BUILTIN = {
     "ilm": "fairtrial.recipes.ilm",
     "lvm": "fairtrial.recipes.lvm",
+    "scores": "fairtrial.recipes.scores",
     "_test": "fairtrial.recipes.testing",
 }
 

@@ -97,7 +97,7 @@ def build(result) -> list:
     if not result.complete:
         pr = result.progress
         counts = ", ".join(f"{k}: {v}" for k, v in pr.items()) if pr else "counts not given"
-        doc.append(Para(f"This study is still running ({counts}). Every number below covers only the "
+        doc.append(Para(f"This study is incomplete ({counts}). Every number below covers only the "
                         "runs finished so far and may change.", "partial"))
     d = result.decision
     ep_agg = result.endpoint.get("aggregation", "mean")
@@ -139,6 +139,14 @@ def build(result) -> list:
             "Improvement is in the endpoint's direction (positive = the arm is better). Intervals are "
             "percentile intervals of a two-level bootstrap (seeds, then items) at the corrected level "
             f"shown; the verdict is read on the {'relative' if rel else 'absolute'} interval.", "note"))
+        if any(c.n_seeds == 1 for c in result.comparisons):
+            doc.append(Para(
+                "One replicate: where the table says 1 x N (external systems, or a one-seed study) "
+                "the interval covers item sampling only; seed-to-seed variation is unknown and not "
+                "in it, so the verdict is about these particular runs, not about training them "
+                "again.", "note"))
+        doc += _missing(result.comparisons, eff)
+        doc += _paired(result.comparisons)
         doc += _geomean_note([result.endpoint["metric"]] if ep_agg == "geomean" else [])
         doc.append(Heading("Details", 3))
         doc.append(Table(["arm", "eval set", "improvement", "interval", "relative", "interval",
@@ -176,7 +184,8 @@ def build(result) -> list:
         doc.append(Table(["arm", *sets], table_rows,
                          ["baseline" if sy != "model" else "" for _, sy in series]))
         if len(sizes) == 1:
-            doc.append(Para(f"{sizes[0][0]} seeds x {sizes[0][1]:,} items per cell.", "note"))
+            seeds_word = "seed" if sizes[0][0] == 1 else "seeds"
+            doc.append(Para(f"{sizes[0][0]} {seeds_word} x {sizes[0][1]:,} items per cell.", "note"))
     doc.append(Image("Endpoint per arm with intervals", lambda: plots.endpoint_per_arm(result)))
     if result.baselines:
         doc.append(Heading("Models against their trivial baselines", 3))
@@ -205,6 +214,53 @@ def build(result) -> list:
 
     doc += _provenance(result)
     return doc
+
+
+def _missing(comps, eff) -> list:
+    """Comparisons where an arm lacks items of the eval set: the counts, and for 0/1 values the
+    result with the missing items counted as failures beside the one on the shared items."""
+    rows = [c for c in comps if c.missing]
+    if not rows:
+        return []
+    out: list = [Heading("Missing items", 3)]
+    out.append(Table(["arm", "reference", "eval set", "items in the eval set", "arm lacks",
+                      "reference lacks", "shared items: improvement", "verdict",
+                      "missing as failures: reference", "arm", "improvement", "interval",
+                      "verdict"],
+                     [[c.arm, c.reference, c.eval_set, num(c.missing["eval_set_items"]),
+                       num(c.missing["arm"]), num(c.missing["reference"]),
+                       f"{eff(c.estimate)} {ci(c.interval, eff)}", c.verdict or ""]
+                      + ([num(c.as_failures["mean_reference"]), num(c.as_failures["mean_arm"]),
+                          eff(c.as_failures["estimate"]), ci(c.as_failures["interval"], eff),
+                          c.as_failures["verdict"] or ""] if c.as_failures else
+                         ["n/a (not 0/1 values)", "", "", "", ""])
+                      for c in rows]))
+    out.append(Para(
+        "The comparisons above pair the two arms on the items both have. Beside them, for 0/1 "
+        "values, the same comparison on every item of the eval set (the items any arm has) with "
+        "each missing item counted as a failure, at the same level and rule: if the two verdicts "
+        "differ, the conclusion depends on the items one arm did not answer.", "note"))
+    return out
+
+
+def _paired(comps) -> list:
+    """0/1 comparisons with one replicate: the 2x2 table of paired outcomes and McNemar's test."""
+    rows = [c for c in comps if c.paired_outcomes]
+    if not rows:
+        return []
+    out: list = [Heading("Paired outcomes (0/1 values, one replicate)", 3)]
+    out.append(Table(["arm", "reference", "eval set", "both right", "only the arm right",
+                      "only the reference right", "both wrong", "exact McNemar p"],
+                     [[c.arm, c.reference, c.eval_set, num(c.paired_outcomes["both"]),
+                       num(c.paired_outcomes["arm_only"]), num(c.paired_outcomes["reference_only"]),
+                       num(c.paired_outcomes["neither"]), p_fmt(c.paired_outcomes["p_mcnemar"])]
+                      for c in rows]))
+    out.append(Para(
+        "Only the discordant items (one arm right, the other wrong) carry the difference: the "
+        "improvement in accuracy is (only the arm right - only the reference right) / items. The "
+        "exact McNemar p is a binomial test of the discordant counts, uncorrected; it is a "
+        "cross-check of the bootstrap's p, which decides (with the study's correction).", "note"))
+    return out
 
 
 def _cross_eval(x) -> list:

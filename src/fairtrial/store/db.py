@@ -14,7 +14,7 @@ from typing import Any, Iterable
 from sqlalchemy import (JSON, Column, Float, Integer, MetaData, String, Table, Text, create_engine,
                         delete, event, insert, select, text, update)
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DatabaseError, IntegrityError
 
 metadata = MetaData()
 
@@ -130,7 +130,16 @@ class Store:
                 c.execute(text("SELECT pg_advisory_xact_lock(7345601)"))
                 metadata.create_all(c)
         else:
-            metadata.create_all(self.engine)
+            for attempt in range(10):
+                try:
+                    metadata.create_all(self.engine)
+                    break
+                except DatabaseError as e:
+                    # two processes creating the tables of a fresh SQLite file at once: one finds
+                    # "table ... already exists" between its check and its CREATE; look again
+                    if "already exists" not in str(e) or attempt == 9:
+                        raise
+                    time.sleep(0.05)
 
     def dispose(self) -> None:
         self.engine.dispose()

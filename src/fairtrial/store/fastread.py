@@ -30,6 +30,14 @@ def reader_for(url: str):
 class SqliteReader:
     def __init__(self, path: Path):
         self.con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        try:
+            self.con.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        except sqlite3.OperationalError:
+            # a read-only folder (an archived workspace, a read-only mount): SQLite in WAL mode
+            # cannot make its shared-memory file there even to read. Nothing can be writing to
+            # such a workspace, so the database file is read as immutable.
+            self.con.close()
+            self.con = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, timeout=30)
 
     def get_cells(self, study: str) -> list[dict]:
         rows = self.con.execute("SELECT arm, replicate, stage, key FROM cells WHERE study = ?",
