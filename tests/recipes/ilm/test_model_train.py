@@ -13,8 +13,8 @@ from _model_fixtures import tiny_model, world  # noqa: E402,F401
 
 from fairtrial.recipes.ilm.tokenizer import special_ids  # noqa: E402
 from fairtrial.recipes.ilm.train import (CONTEXT, END, EOS_T, INFILL, PAD, START,  # noqa: E402
-                                         TrainParams, collate, loss_weights, lr_factor,
-                                         micro_batches, step_plan, target_kinds, train)
+                                         TrainParams, collate, loss_weights, objective,
+                                         target_kinds, train)
 
 IDS = {"start_infill": 90, "end_infill": 91, "eos": 0}
 
@@ -52,38 +52,6 @@ def test_loss_weights_weighted_and_infill_only():
         TrainParams(infill_only=True, infill_weight=0)
 
 
-def test_step_plan_is_deterministic_and_bucketed():
-    rng = np.random.default_rng(0)
-    lengths = rng.integers(5, 200, size=1000)
-    a = step_plan(lengths, 16, seed=3, epoch=0, batching="bucketed", pool=10)
-    b = step_plan(lengths, 16, seed=3, epoch=0, batching="bucketed", pool=10)
-    assert all((x == y).all() for x, y in zip(a, b))
-    assert len(a) == 1000 // 16
-    used = np.concatenate(a)
-    assert len(set(used.tolist())) == len(used)  # every example at most once per epoch
-    c = step_plan(lengths, 16, seed=3, epoch=1, batching="bucketed", pool=10)
-    assert not all((x == y).all() for x, y in zip(a, c))  # another epoch, another order
-    # bucketing: the length spread inside a step is far below that of random steps
-    spread = np.mean([np.ptp(lengths[s]) for s in a])
-    padded = step_plan(lengths, 16, seed=3, epoch=0, batching="padded", pool=10)
-    assert spread < 0.2 * np.mean([np.ptp(lengths[s]) for s in padded])
-    # micro-batches partition the step whatever their size
-    mb = micro_batches(a[0], lengths, 4, "bucketed")
-    assert sorted(np.concatenate(mb).tolist()) == sorted(a[0].tolist())
-
-
-def test_lr_schedules():
-    p = TrainParams(lr=1.0, warmup_frac=0.1, schedule="cosine", min_lr_frac=0.1)
-    f = [lr_factor(s, 100, p) for s in range(100)]
-    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
-    assert f[10] == pytest.approx(1.0) and f[-1] == pytest.approx(0.1, abs=0.01)
-    assert all(x >= y for x, y in zip(f[10:], f[11:]))  # decays monotonically
-    lin = TrainParams(schedule="linear", warmup_frac=0.0, min_lr_frac=0.0)
-    assert lr_factor(50, 100, lin) == pytest.approx(0.5)
-    const = TrainParams(schedule="constant", warmup_frac=0.0)
-    assert {lr_factor(s, 100, const) for s in range(100)} == {1.0}
-
-
 def _params(**kw):
     base = dict(steps=12, micro_batch=8, grad_accum=2, lr=3e-3, eval_every=4,
                 checkpoint_every=6, warmup_frac=0.2, eval_examples=16)
@@ -118,7 +86,7 @@ def test_infill_only_loss_is_the_mean_over_infill_targets(world):
     ids = special_ids(world.tok)
     ex = world.train[:16]
     model = tiny_model(world.tok)
-    from fairtrial.recipes.ilm.train import token_nll
+    from fairtrial.ml.causal_lm.tokens import token_nll
 
     x, m, k = collate(ex, ids)
     nll = token_nll(model, x, m).detach()
@@ -190,9 +158,10 @@ def test_best_checkpoint_is_selected(world, tmp_path):
     assert r["selected_step"] == best_step == r["best"]["step"]
     assert (tmp_path / "best.pt").exists()
     # the model now holds the best weights: validating it again gives the best loss
-    from fairtrial.recipes.ilm.train import validate
+    from fairtrial.ml.causal_lm.train import validate
 
-    again = validate(model, world.valid, ids, p, "cpu", lambda: torch.autocast("cpu", enabled=False))
+    again = validate(model, world.valid, objective(ids, p), p.resolved(False), "cpu",
+                     lambda: torch.autocast("cpu", enabled=False), max_len=64)
     assert again["valid_infill_loss"] == pytest.approx(losses[best_step], abs=1e-5)
     assert best_step < 16  # the setting does blow up, so "best" is a real choice here
     assert again["valid_infill_loss"] < losses[16]

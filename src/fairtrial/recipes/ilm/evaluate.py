@@ -29,7 +29,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from fairtrial.recipes.api import Metric
-from fairtrial.recipes.ilm.train import CONTEXT, END, INFILL, collate, target_kinds, token_nll
+from fairtrial.recipes.ilm.train import CONTEXT, END, INFILL, objective
 
 METRICS = (
     Metric("infill_ppl", "lower", "geomean",
@@ -62,40 +62,25 @@ class EvalParams(BaseModel):
 # scoring
 
 
+SCORED_KINDS = (INFILL, END, CONTEXT)
+"""The target kinds whose NLL is summed per example (METRIC_KINDS combines them)."""
+
+
 def empty_sums(n: int) -> dict[str, np.ndarray]:
-    out = {}
-    for kind in (INFILL, END, CONTEXT):
-        out[f"nll_{kind}"] = np.zeros(n, np.float64)
-        out[f"n_{kind}"] = np.zeros(n, np.int64)
-    return out
+    from fairtrial.ml.causal_lm.scoring import empty_sums as zeros
+
+    return zeros(n, SCORED_KINDS)
 
 
 def score_examples(model, examples: Sequence[np.ndarray], ids: dict[str, int], *,
                    batch_size: int = 32, device: str = "cpu",
                    progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
-    """Summed NLL (nats) and target counts per example and target kind. Batches are formed from
-    examples sorted by length, so little padding is computed; results come back in input order."""
-    import torch
+    """Summed NLL (nats) and target counts per example and ILM target kind (the shared scorer,
+    fairtrial.ml.causal_lm.scoring, with the ILM target kinds); results in input order."""
+    from fairtrial.ml.causal_lm.scoring import score_examples as score
 
-    lengths = np.asarray([len(e) for e in examples])
-    order = np.argsort(lengths, kind="stable")
-    sums = empty_sums(len(examples))
-    was_training = model.training
-    model.to(device).eval()
-    with torch.no_grad():
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            x, m, kinds = collate([examples[i] for i in idx], ids)
-            nll = token_nll(model, x.to(device), m.to(device)).double().cpu().numpy()
-            kinds = kinds.numpy()
-            for kind in (INFILL, END, CONTEXT):
-                sel = kinds == kind
-                sums[f"nll_{kind}"][idx] = (nll * sel).sum(axis=1)
-                sums[f"n_{kind}"][idx] = sel.sum(axis=1)
-            if progress is not None:
-                progress(start + len(idx))
-    model.train(was_training)
-    return sums
+    return score(model, examples, objective(ids), SCORED_KINDS, batch_size=batch_size,
+                 device=device, progress=progress)
 
 
 def item_rows(item_ids: Sequence[str], sums: dict[str, np.ndarray], *, eval_set: str,

@@ -16,7 +16,6 @@ fails at once with the parameter to change, not after minutes of loading.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +152,8 @@ def activation_gb(n_layer: int, n_embd: int, micro_batch: int, seq_len: int,
 
 
 def _is_local(name: str) -> bool:
-    return name.startswith((".", "/", "~")) or os.sep in name and Path(name).expanduser().exists()
+    from fairtrial.ml.hub import looks_like_path  # the one hub-name-or-folder rule (ml/hub.py)
+    return looks_like_path(name)
 
 
 def _config(params: ModelParams, vocab_size: int):

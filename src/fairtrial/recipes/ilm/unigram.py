@@ -24,8 +24,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from fairtrial.recipes.ilm.evaluate import empty_sums
-from fairtrial.recipes.ilm.train import CONTEXT, END, INFILL, target_kinds
+from fairtrial.recipes.ilm.evaluate import SCORED_KINDS, empty_sums
+from fairtrial.recipes.ilm.train import target_kinds
 
 
 def fit_unigram(token_arrays: Iterable[Sequence[int]], vocab_size: int, *, k: float = 1.0,
@@ -56,7 +56,7 @@ def score_unigram(logp: np.ndarray, examples: Sequence[np.ndarray],
         ex = np.asarray(ex, dtype=np.int64)
         kinds = target_kinds(ex, ids)
         nll = -logp[ex[1:]]
-        for kind in (INFILL, END, CONTEXT):
+        for kind in SCORED_KINDS:
             sel = kinds == kind
             sums[f"nll_{kind}"][i] = float(nll[sel].sum())
             sums[f"n_{kind}"][i] = int(sel.sum())

@@ -265,7 +265,9 @@ def train(ctx) -> dict:
         ctx.progress(done, total, "epochs", msg)
 
     result = fit(model, tr, va, p.train, seed, ctx.checkpoint_dir, device=ctx.device,
-                 on_epoch=on_epoch, on_step=beat, log=ctx.log)
+                 on_epoch=on_epoch, on_step=beat, log=ctx.log,
+                 config={**config, "train": p.train.model_dump(), "seed": seed,
+                         "device": ctx.device})
     torch.save({"config": config, "train": p.train.model_dump(), "seed": seed,
                 "state_dict": {k_: v.cpu() for k_, v in model.state_dict().items()}},
                ctx.out / "model.pt")

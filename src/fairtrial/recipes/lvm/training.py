@@ -2,15 +2,16 @@
 checkpoint after every epoch that resumes exactly (same batches, same dropout masks, same curve).
 
 Why exact: the shuffling generator is re-seeded from (seed, epoch) at the start of each epoch, and
-the checkpoint holds model, optimizer, scheduler, torch's global RNG (dropout) and the early-stopping
+the checkpoint holds model, optimizer, scheduler, every RNG stream (dropout) and the early-stopping
 state, so epoch e after a resume sees what epoch e would have seen without the interruption.
+Checkpoints (atomic writes, RNG states that survive a GPU load, the resolved config inside) and the
+schedule are the shared blocks of fairtrial.ml; the loop is lvm's own (vectors in, vectors out).
 """
 
 from __future__ import annotations
 
 import copy
 import math
-import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -19,28 +20,20 @@ import numpy as np
 import torch
 from torch import nn
 
+from fairtrial.ml import checkpoint
+from fairtrial.ml.schedule import lambda_lr
 from fairtrial.recipes.lvm.losses import combined_loss
 from fairtrial.recipes.lvm.params import TrainParams
 
 CHECKPOINT = "last.pt"
+LR_FLOOR = 0.1
+"""The cosine schedule decays to this fraction of the peak learning rate."""
 
 
 def _loss_fn(cfg: TrainParams):
     w = cfg.loss
     return lambda pred, tgt: combined_loss(pred, tgt, mse=w.mse, cosine=w.cosine,
                                            infonce_weight=w.infonce, temperature=cfg.temperature)
-
-
-def _schedule(total_steps: int, warmup_frac: float):
-    warmup = max(1, int(warmup_frac * total_steps))
-
-    def lr_factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))  # decays to 10% of the peak
-
-    return lr_factor
 
 
 @torch.no_grad()
@@ -55,19 +48,15 @@ def evaluate_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size
     return total / max(1, n)
 
 
-def _save(path: Path, state: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # a kill during the save leaves the previous checkpoint intact
-
-
 def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray],
         val: tuple[np.ndarray, np.ndarray] | None, cfg: TrainParams, seed: int,
         checkpoint_dir: Path, device: str = "cpu",
         on_epoch: Callable[[int, int, dict], None] | None = None,
-        on_step: Callable[[], None] | None = None, log=None) -> dict:
+        on_step: Callable[[], None] | None = None, log=None,
+        config: dict | None = None) -> dict:
     """Train `model` in place; returns {"history": [...], "best_epoch", "best_val_loss", ...}.
-    The model ends with the weights of the best validation epoch (the last one without val)."""
+    The model ends with the weights of the best validation epoch (the last one without val).
+    `config` (the stage's resolved config) is saved in every checkpoint."""
     checkpoint_dir = Path(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = checkpoint_dir / CHECKPOINT
@@ -84,16 +73,19 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray],
     steps_per_epoch = math.ceil(len(x) / (micro * cfg.grad_accum))
     total_steps = cfg.epochs * steps_per_epoch
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(total_steps, cfg.warmup_frac))
+    # at least one warm-up step, then cosine down to LR_FLOOR of the peak
+    sched = lambda_lr(opt, total_steps, max(1, int(cfg.warmup_frac * total_steps)), "cosine",
+                      LR_FLOOR)
 
     state = {"epoch": 0, "history": [], "best_val": math.inf, "best_epoch": -1,
              "best_model": None, "bad_epochs": 0, "stopped_early": False}
     if ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        # on a GPU every tensor of the file lands there; the RNG states are bytes (checkpoint.py)
+        ck = checkpoint.load(ckpt_path, map_location=device)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
-        torch.set_rng_state(ck["torch_rng"])
+        checkpoint.set_rng_state(ck["rng"] if "rng" in ck else {"torch": ck["torch_rng"]})
         state = ck["state"]
         if log:
             log.info("resumed from %s at epoch %d", ckpt_path, state["epoch"])
@@ -134,9 +126,10 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray],
                 state["stopped_early"] = state["bad_epochs"] >= cfg.patience
         state["history"].append(record)
         state["epoch"] = epoch + 1
-        _save(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                          "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state(),
-                          "state": state})
+        checkpoint.save(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                    "scheduler": sched.state_dict(),
+                                    "rng": checkpoint.rng_state(), "state": state},
+                        config=config)
         if log:
             log.info("epoch %d %s", epoch, {k: round(v, 5) for k, v in record.items()})
         if on_epoch:
