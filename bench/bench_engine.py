@@ -57,7 +57,7 @@ def direct_loop(arms: int, seeds: int, folder: Path) -> tuple[float, int]:
     """The reference: the same stage functions, called in one process with no engine."""
     import logging
 
-    from fairtrial.recipes.testing import RECIPE, TestParams
+    from fairtrial.recipes.enginetest import RECIPE, TestParams
 
     class Ctx:
         def __init__(self, params, seed, out, inputs):

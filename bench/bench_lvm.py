@@ -30,25 +30,19 @@ from fairtrial.recipes.lvm import RECIPE  # noqa: E402
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "lvm_data_scaling.toml"
 
 
-class BenchContext:
-    """The StageContext the engine would pass, reduced to what a benchmark needs."""
+def bench_context(params, out: Path, inputs, seed, device="cpu"):
+    """The recipe harness's context (fairtrial.recipes.testing), printing progress every 5 s."""
+    from fairtrial.recipes.testing import FakeContext
 
-    def __init__(self, params, out: Path, inputs, seed, device="cpu"):
-        self.params, self.seed, self.out, self.inputs = params, seed, out, inputs
-        self.checkpoint_dir = out.parent / (out.name + ".ckpt")
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        self.log = logging.getLogger("bench.lvm")
-        self.device = device
-        self._last = 0.0
+    last = [0.0]
 
-    def progress(self, done, total=None, unit="it", message=""):
-        if time.time() - self._last > 5 or (total and done >= total):
-            self._last = time.time()
+    def show(done, total=None, unit="it", message=""):
+        if time.time() - last[0] > 5 or (total and done >= total):
+            last[0] = time.time()
             print(f"    {done}/{total or '?'} {unit} {message[:80]}", file=sys.stderr)
 
-    def heartbeat(self):
-        pass
+    return FakeContext(params=params, out=out, inputs=inputs, seed=seed, device=device,
+                       log=logging.getLogger("bench.lvm"), on_progress=show)
 
 
 def deep_merge(a: dict, b: dict) -> dict:
@@ -82,7 +76,7 @@ def main() -> None:
 
     def run(stage_name, params, tag, dirs):
         stage = RECIPE.stage(stage_name)
-        ctx = BenchContext(params, work / f"{stage_name}-{tag}",
+        ctx = bench_context(params, work / f"{stage_name}-{tag}",
                            {n: dirs[n] for n in stage.needs},
                            args.seed if stage.seeded else None)
         t = time.perf_counter()

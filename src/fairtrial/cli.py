@@ -1,4 +1,5 @@
-"""The command line: thin. Every number it shows comes from the store, the artifacts or analysis.
+"""The command line: thin. It parses input and renders output; the use cases (check, run,
+report, import, status, stop) live in `fairtrial.study`, and every number shown comes from there.
 
 Exit codes: 0 ok; 1 a study or check failed; 2 bad input (a usage error included); 3 refused
 (locked, nothing to stop); 74 environment fault (disk full, unwritable workspace, damaged record
@@ -6,42 +7,40 @@ store); 70 internal error (the traceback is in the log file named on screen). Se
 
 Every text a user or a stage wrote (names, questions, paths, error messages) is printed with its
 square brackets escaped or with markup off: rich would read "[/INST]" or "[[arms]]" as markup.
+
+Recipes may add commands of their own (`recipes/<name>/commands.py`, or `Recipe.commands`); they
+are mounted next to the core commands when the command line names one of them (or asks for help),
+so the core commands never pay for importing every recipe.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import platform
-import shlex
-import signal
-import subprocess
 import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from fairtrial import __version__
-from fairtrial.errors import EnvironmentFault, Refused, UserError, environment_fault
+from fairtrial import study as usecases
+from fairtrial.errors import UserError, environment_fault
+from fairtrial.terminal import WorkspaceOpt, console, err_console
+from fairtrial.terminal import emit_json as _emit_json
+from fairtrial.terminal import q as _q
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Run comparative ML training studies and turn them into honest verdicts.")
-# not a terminal (a pipe, a log file, CI): no wrapping, so every message stays on one line
-console = Console(soft_wrap=not sys.stdout.isatty(), width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True, soft_wrap=not sys.stderr.isatty())
 
-WorkspaceOpt = typer.Option(None, "--workspace", "-w", envvar="FAIRTRIAL_WORKSPACE",
-                            help="Workspace folder (default: .fairtrial in the current directory).")
+__all__ = ["WorkspaceOpt", "app", "console", "err_console", "main"]
 
 
 @app.callback()
-def _global_options(workspace: Optional[Path] = typer.Option(
+def _global_options(workspace: Path | None = typer.Option(
         None, "--workspace", "-w", help="Workspace folder for the command that follows (as if given "
                                         "to it): `fairtrial -w DIR status`.")) -> None:
     """Run comparative ML training studies and turn them into honest verdicts."""
@@ -50,46 +49,6 @@ def _global_options(workspace: Optional[Path] = typer.Option(
     # default, and a -w given to the command itself still wins.
     if workspace is not None:
         os.environ["FAIRTRIAL_WORKSPACE"] = str(workspace)
-
-
-def _q(text) -> str:
-    """A path or name as one shell word, for hint commands a user copies."""
-    return shlex.quote(str(text))
-
-
-def _ws(workspace: Optional[Path]):
-    from fairtrial.workspace import Workspace
-
-    ws = Workspace.find(workspace)
-    if ws.root.exists() and not ws.root.is_dir():
-        raise UserError(f"workspace {ws.root} is a file, not a folder; give a folder with "
-                        "--workspace (it is created when missing)")
-    try:
-        return ws.ensure()
-    except (NotADirectoryError, FileExistsError):  # a file where a folder of it should be
-        raise UserError(f"workspace {ws.root} cannot be made: a part of its path is a file, not a "
-                        "folder; give another --workspace") from None
-    except OSError as e:
-        fault = environment_fault(e)
-        if fault is not None and str(fault).startswith("disk full"):
-            raise fault from None
-        raise EnvironmentFault(f"workspace {ws.root} cannot be created or written: "
-                               f"{e.strerror or e}" + (f" ({e.filename})" if e.filename else "")) from None
-
-
-_DB_URL: list[str] = []  # the record store in use, named in environment-fault messages
-
-
-def _store(ws):
-    from fairtrial.store.db import Store
-
-    _DB_URL[:] = [ws.db_url]
-    return Store(ws.db_url)
-
-
-def _emit_json(obj) -> None:
-    # no indent: json's C encoder only runs without one (status --json on 10,000 runs)
-    sys.stdout.write(json.dumps(obj, default=str) + "\n")
 
 
 def _fmt_s(s: float | None) -> str:
@@ -103,58 +62,17 @@ def _fmt_s(s: float | None) -> str:
     return f"{s // 3600}h{(s % 3600) // 60:02d}m"
 
 
-def _plan(spec, ws):
-    """The study's plan, with input-file digests cached in the workspace."""
-    from fairtrial.plan import plan_for
-    from fairtrial.recipes.api import StageError
-    from fairtrial.store.digests import DigestCache
-
-    digests = DigestCache(ws.root / "digests.json")
-    try:
-        plan = plan_for(spec, digests)
-    except FileNotFoundError as e:
-        raise UserError(f"{spec.path.name}: input file {e} does not exist") from None
-    except StageError as e:  # a recipe naming its input files found bad params (a missing data path)
-        raise UserError(f"{spec.path.name}: {e}") from None
-    digests.save()
-    return plan
-
-
 # ---------------------------------------------------------------- check
 @app.command()
 def check(study: Path = typer.Argument(..., help="The study file (TOML)."),
-          workspace: Optional[Path] = WorkspaceOpt,
+          workspace: Path | None = WorkspaceOpt,
           as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON.")) -> None:
     """Validate a study file and print its plan: arms x replicates x stages, shared and cached
     stage runs, and estimated time per stage when history exists."""
-    from fairtrial.spec import load_spec
-    from fairtrial.store import artifacts
-
-    spec = load_spec(study)
-    ws = _ws(workspace)
-    plan = _plan(spec, ws)
-    store = _store(ws)
-    history = store.durations(spec.recipe.name)
-    rows = []
-    for st in plan.stages:
-        nodes = [n for n in plan.nodes.values() if n.stage == st]
-        cached = sum(1 for n in nodes if artifacts.verify(ws, n.key).ok)
-        shared = sum(1 for n in nodes if len(n.cells) > 1)
-        hist = history.get(st)
-        est = sorted(hist)[len(hist) // 2] if hist else None
-        rows.append({"stage": st, "cells": len(spec.arms) * len(spec.replicates),
-                     "runs": len(nodes), "shared": shared, "cached": cached,
-                     "to_run": len(nodes) - cached, "est_s_each": est,
-                     "seeded": spec.recipe.stage(st).seeded})
-    out = {"study": spec.name, "recipe": spec.recipe.name, "question": spec.question,
-           "arms": [a.name for a in spec.arms], "replicates": spec.replicates,
-           "control": spec.control, "endpoint": spec.endpoint.metric, "direction": spec.direction,
-           "stages": rows, "valid": True, "external_arms": list(spec.external_arms),
-           "evaluation_only": spec.evaluation_only,
-           "metrics": [{"name": m.name, "direction": m.direction, "aggregation": m.aggregation}
-                       for m in spec.recipe.metrics]}
+    checked = usecases.check(study, workspace)
+    spec, rows = checked.spec, checked.stages
     if as_json:
-        _emit_json(out)
+        _emit_json(checked.to_dict())
         return
     if spec.evaluation_only:
         _check_evaluation_only(spec, study)
@@ -171,8 +89,6 @@ def check(study: Path = typer.Argument(..., help="The study file (TOML)."),
                   str(r["to_run"]), _fmt_s(r["est_s_each"]) if r["est_s_each"] else "-")
     console.print(t)
     console.print("[green]valid[/]")
-
-
 def _check_evaluation_only(spec, study: Path) -> None:
     """An evaluation-only study has no plan: say what it compares and how its scores come in."""
     console.print(f"[bold]{escape(spec.name)}[/]: {escape(spec.question)}", highlight=False)
@@ -195,28 +111,24 @@ def _check_evaluation_only(spec, study: Path) -> None:
 # ---------------------------------------------------------------- run
 @app.command()
 def run(study: Path = typer.Argument(..., help="The study file (TOML)."),
-        workspace: Optional[Path] = WorkspaceOpt,
+        workspace: Path | None = WorkspaceOpt,
         detach: bool = typer.Option(False, "--detach", "-d",
                                     help="Run in a background supervisor and return at once."),
-        cpus: Optional[float] = typer.Option(None, help="CPU slots (default: all cores)."),
-        memory_gb: Optional[float] = typer.Option(None, help="Memory budget (default: 90% of RAM)."),
+        cpus: float | None = typer.Option(None, help="CPU slots (default: all cores)."),
+        memory_gb: float | None = typer.Option(None, help="Memory budget (default: 90% of RAM)."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
         as_json: bool = typer.Option(False, "--json",
                                      help="No progress display; print the outcome as JSON.")) -> None:
     """Run a study (resumes whatever is not done; cached stage runs are not run again)."""
-    from fairtrial.spec import load_spec
-
     _check_budget("--cpus", cpus)
     _check_budget("--memory-gb", memory_gb)
-    spec = load_spec(study)
-    ws = _ws(workspace)
+    spec = usecases.load(study)
+    ws = usecases.open_workspace(workspace)
     if spec.evaluation_only:  # nothing to train: say what to do instead of "0 of 0 stage runs"
         if as_json:
-            _emit_json({"study": spec.name, "ok": True, "stage_runs": 0, "run": 0, "cached": 0,
-                        "failed": [], "skipped": [], "interrupted": False,
-                        "evaluation_only": True})
+            _emit_json(usecases.run(spec, ws).to_dict())
         else:
-            q = shlex.quote(str(study))
+            q = _q(str(study))
             console.print(f"{spec.name}: an evaluation-only study has nothing to run; import each "
                           f"system's per-item scores (fairtrial import {q} SCORES.jsonl --arm "
                           f"ARM), then: fairtrial report {q}", markup=False, highlight=False)
@@ -226,15 +138,15 @@ def run(study: Path = typer.Argument(..., help="The study file (TOML)."),
         return
     outcome = _run_foreground(spec, ws, cpus, memory_gb, quiet or as_json, as_json)
     if as_json:
-        _emit_json(outcome)
-    raise typer.Exit(0 if outcome["ok"] else 1)
+        _emit_json(outcome.to_dict())
+    raise typer.Exit(0 if outcome.ok else 1)
 
 
 @app.command()
 def resume(study: Path = typer.Argument(..., help="The study file (TOML)."),
-           workspace: Optional[Path] = WorkspaceOpt,
+           workspace: Path | None = WorkspaceOpt,
            detach: bool = typer.Option(False, "--detach", "-d"),
-           cpus: Optional[float] = typer.Option(None), memory_gb: Optional[float] = typer.Option(None),
+           cpus: float | None = typer.Option(None), memory_gb: float | None = typer.Option(None),
            quiet: bool = typer.Option(False, "--quiet", "-q"),
            as_json: bool = typer.Option(False, "--json")) -> None:
     """Same as `run`: finds lost and unfinished stage runs and completes them."""
@@ -250,207 +162,120 @@ def _check_budget(option: str, value: float | None) -> None:
 
 
 def _detach(study: Path, ws, cpus, memory_gb, as_json: bool = False) -> None:
-    from fairtrial.engine.local import StudyLock
-    from fairtrial.spec import load_spec
-
-    spec = load_spec(study)
-    if StudyLock(ws, spec.name).held_by_other():  # refuse here: the child's refusal is in its log
-        from fairtrial.engine.pidfile import read_supervisor
-
-        holder = read_supervisor(ws.study_dir(spec.name) / "supervisor.json")
-        raise Refused(f'study "{spec.name}" is already running'
-                      + (f" (pid {holder['pid']})" if isinstance(holder, dict) and holder.get("pid") else "") + "; watch it with "
-                      f"`fairtrial status {_q(spec.name)}` or end it with `fairtrial stop {_q(spec.name)}`")
-    d = ws.study_dir(spec.name)
-    d.mkdir(parents=True, exist_ok=True)
-    log = d / "supervisor.log"
-    cmd = [sys.executable, "-m", "fairtrial.cli", "run", str(Path(study).resolve()),
-           "--workspace", str(ws.root), "--quiet"]
-    if cpus:
-        cmd += ["--cpus", str(cpus)]
-    if memory_gb:
-        cmd += ["--memory-gb", str(memory_gb)]
-    with open(log, "ab") as f:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
-                                start_new_session=True, cwd=os.getcwd())
-    info = d / "supervisor.json"
-    deadline = time.time() + 15
-    finished = False
-    while time.time() < deadline:
-        rc = proc.poll()
-        if rc == 0:  # it ended before we saw its pid file (a study with nothing left to do): success
-            finished = True
-            break
-        if rc is not None:
-            tail = log.read_text(errors="replace").strip().splitlines()[-5:]
-            err = (Refused if rc == 3 else UserError)(f"the background run ended at once (exit {rc}):\n"
-                                                      + "\n".join(tail))
-            err.exit_code = rc if rc in (1, 2, 3, 70, 74) else 1
-            raise err
-        try:
-            if json.loads(info.read_text()).get("pid") == proc.pid:
-                break
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.1)
+    d = usecases.detach(study, ws, cpus, memory_gb)
     if as_json:
-        _emit_json({"study": spec.name, "detached": True, "pid": proc.pid, "log": str(log),
-                    "finished": finished})
+        _emit_json({"study": d.study, "detached": True, "pid": d.pid, "log": str(d.log),
+                    "finished": d.finished})
         return
-    if finished:
-        last = log.read_text(errors="replace").strip().splitlines()[-1:] or [""]
-        console.print(f"{spec.name}: the background run finished at once: {last[0]}", markup=False,
+    if d.finished:
+        console.print(f"{d.study}: the background run finished at once: {d.last_line}", markup=False,
                       highlight=False)
-        console.print(f"log: {log}; report: fairtrial report {_q(study)}", markup=False, highlight=False)
+        console.print(f"log: {d.log}; report: fairtrial report {_q(study)}", markup=False, highlight=False)
         return
-    console.print(f"started {spec.name} in the background (pid {proc.pid}); log: {log}", markup=False,
+    console.print(f"started {d.study} in the background (pid {d.pid}); log: {d.log}", markup=False,
                   highlight=False)
-    console.print(f"watch: fairtrial status {_q(spec.name)} --watch    stop: fairtrial stop {_q(spec.name)}",
+    console.print(f"watch: fairtrial status {_q(d.study)} --watch    stop: fairtrial stop {_q(d.study)}",
                   markup=False, highlight=False)
 
 
-def _run_foreground(spec, ws, cpus, memory_gb, quiet, as_json: bool = False) -> dict:
-    """Run the study in this process; returns the outcome (`ok`, counts, failed runs)."""
-    from rich.progress import (BarColumn, Progress, TaskProgressColumn, TextColumn,
-                               TimeRemainingColumn)
+def _run_foreground(spec, ws, cpus, memory_gb, quiet, as_json: bool = False) -> usecases.RunOutcome:
+    """Run the study in this process with a progress display; returns the outcome."""
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
-    from fairtrial.engine.local import Slots, StudyLock, Supervisor
+    show = not quiet and console.is_terminal
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                        TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
+                        console=console, disable=not show)
+    overall: list[int] = []
+    tasks: dict[str, int] = {}
 
-    store = _store(ws)
-    lock = StudyLock(ws, spec.name)
-    lock.acquire()
+    def label(info: dict) -> str:
+        arms = info["arms"]
+        who = arms[0] if len(arms) == 1 else f"{len(arms)} arms"
+        seed = f" seed {info['seed']}" if info["seed"] is not None else ""
+        return escape(f"  {info['stage']} [{who}{seed}] {info['key'][:8]}")
+
+    def on_event(kind: str, info: dict) -> None:
+        if kind == "planned":
+            overall.append(progress.add_task(escape(info["study"]), total=info["stage_runs"], info=""))
+            progress.start()
+            return
+        key = info.get("key")
+        if kind == "progress":
+            if key in tasks:
+                rate = info.get("rate")
+                progress.update(tasks[key], total=info["total"], completed=info["done"],
+                                info=escape((f"{rate:.1f} {info['unit']}/s" if rate else "") +
+                                            (f" {info['message']}" if info.get("message") else "")))
+            return
+        if kind == "started":
+            tasks[key] = progress.add_task(label(info), total=None, info="")
+        elif kind in ("done", "failed", "lost", "retry", "oom") and key in tasks:
+            progress.remove_task(tasks.pop(key))
+        if kind in ("done", "failed", "skipped", "lost", "retry", "oom", "corrupt", "held",
+                    "cached"):
+            if kind in ("done", "cached") and overall:
+                progress.advance(overall[0])
+            where = label(info).strip()
+            # a stage's error is the stage's text: "[/INST]" in it is not markup
+            info = {k: escape(str(v)) if isinstance(v, str) else v for k, v in info.items()}
+            info["changed"] = escape(str(info.get("changed")))
+            msg = {"done": "[green]done[/]", "failed": f"[red]failed[/]: {info.get('error')}",
+                   "skipped": "[yellow]skipped[/] (an upstream stage failed)",
+                   "lost": f"[yellow]lost[/]: {info.get('error')}; running it again",
+                   "retry": f"[yellow]retry in {info.get('delay', 0):.0f}s[/]: {info.get('error')}",
+                   "oom": f"[yellow]out of memory[/]: retrying with {info.get('changed')}",
+                   "corrupt": f"[yellow]corrupt artifact[/] ({info.get('reason')}): rerunning",
+                   "held": f"[blue]waiting[/]: study {info.get('by')} is running it",
+                   "cached": "[cyan]done by another run[/]: taken as cached"}[kind]
+            if not quiet:
+                progress.console.print(f"{where}: {msg}", highlight=False)
+
     try:
-        plan = _plan(spec, ws)
-        store.upsert_study(spec.name, str(spec.path), spec.recipe.name, spec.digest,
-                           dict(spec.raw, _stages=[s.name for s in spec.recipe.stages]))
-        store.ensure_runs([n.to_record() for n in plan.nodes.values()], spec.name)
-        store.set_cells(spec.name, [(a, r, s, k) for (a, r, s), k in plan.cells.items()])
-        slots = Slots.of_machine(cpus, memory_gb)
-        show = not quiet and console.is_terminal
-        progress = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                            TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
-                            console=console, disable=not show)
-        overall = progress.add_task(escape(spec.name), total=len(plan.nodes), info="")
-        tasks: dict[str, int] = {}
-        last = [0.0]
-
-        def label(key: str) -> str:
-            n = plan.nodes[key]
-            arms = sorted({a for a, _ in n.cells})
-            who = arms[0] if len(arms) == 1 else f"{len(arms)} arms"
-            seed = f" seed {n.seed}" if n.seed is not None else ""
-            return escape(f"  {n.stage} [{who}{seed}] {key[:8]}")
-
-        def on_event(kind: str, info: dict) -> None:
-            key = info.get("key")
-            if kind == "started":
-                tasks[key] = progress.add_task(label(key), total=None, info="")
-            elif kind in ("done", "failed", "lost", "retry", "oom") and key in tasks:
-                progress.remove_task(tasks.pop(key))
-            if kind in ("done", "failed", "skipped", "lost", "retry", "oom", "corrupt", "held",
-                        "cached"):
-                if kind in ("done", "cached"):
-                    progress.advance(overall)
-                # a stage's error is the stage's text: "[/INST]" in it is not markup
-                info = {k: escape(str(v)) if isinstance(v, str) else v for k, v in info.items()}
-                info["changed"] = escape(str(info.get("changed")))
-                msg = {"done": "[green]done[/]", "failed": f"[red]failed[/]: {info.get('error')}",
-                       "skipped": "[yellow]skipped[/] (an upstream stage failed)",
-                       "lost": f"[yellow]lost[/]: {info.get('error')}; running it again",
-                       "retry": f"[yellow]retry in {info.get('delay', 0):.0f}s[/]: {info.get('error')}",
-                       "oom": f"[yellow]out of memory[/]: retrying with {info.get('changed')}",
-                       "corrupt": f"[yellow]corrupt artifact[/] ({info.get('reason')}): rerunning",
-                       "held": f"[blue]waiting[/]: study {info.get('by')} is running it",
-                       "cached": "[cyan]done by another run[/]: taken as cached"}[kind]
-                if not quiet:
-                    progress.console.print(f"{label(key).strip()}: {msg}", highlight=False)
-            if kind == "tick" and tasks and time.time() - last[0] > 0.5:
-                last[0] = time.time()
-                recs = store.get_runs(list(tasks))
-                for k, t in tasks.items():
-                    r = recs.get(k) or {}
-                    if r.get("progress_total"):
-                        rate = r.get("rate")
-                        progress.update(t, total=r["progress_total"], completed=r["progress_done"],
-                                        info=escape((f"{rate:.1f} {r.get('progress_unit') or 'it'}/s"
-                                                     if rate else "") +
-                                                    (f" {r['message']}" if r.get("message") else "")))
-
-        sup = Supervisor(ws, store, spec.name, plan, slots, on_event=on_event)
-        with progress:
-            result = sup.run()
-            progress.update(overall, completed=result.done + result.cached)
-        n_total = len(plan.nodes)
-        failed = []
-        for key in result.failed:
-            rec = store.get_run(key) or {}
-            failed.append({"key": key, "stage": plan.nodes[key].stage,
-                           "error": (rec.get("error") or "").splitlines()[0] if rec.get("error") else ""})
-        outcome = {"study": spec.name, "ok": result.ok, "stage_runs": n_total, "run": result.done,
-                   "cached": result.cached, "failed": failed,
-                   "skipped": [{"key": k, "stage": plan.nodes[k].stage} for k in result.skipped],
-                   "interrupted": result.interrupted}
-        if as_json:
-            return outcome
-        console.print(f"{spec.name}: {result.done} run, {result.cached} cached, "
-                      f"{len(result.failed)} failed, {len(result.skipped)} skipped of {n_total} "
-                      "stage runs" + (" (interrupted; `fairtrial run` resumes)" if result.interrupted else ""),
-                      markup=False, highlight=False)
-        for f in failed:
-            console.print(f"  [red]failed[/] {escape(f['stage'])} {f['key'][:12]}: {escape(f['error'])}"
-                          f"  (fairtrial logs {f['key'][:12]})", highlight=False)
-        if result.skipped:
-            names = sorted({plan.nodes[k].stage for k in result.skipped})
-            console.print(f"  skipped downstream of failures: {len(result.skipped)} ({', '.join(names)})",
-                          markup=False, highlight=False)
-        return outcome
+        outcome = usecases.run(spec, ws, cpus, memory_gb, on_event=on_event)
+        if overall:
+            progress.update(overall[0], completed=outcome.run + outcome.cached)
     finally:
-        lock.release()
-        store.dispose()
-
+        progress.stop()
+    if as_json:
+        return outcome
+    console.print(f"{spec.name}: {outcome.run} run, {outcome.cached} cached, "
+                  f"{len(outcome.failed)} failed, {len(outcome.skipped)} skipped of "
+                  f"{outcome.stage_runs} stage runs"
+                  + (" (interrupted; `fairtrial run` resumes)" if outcome.interrupted else ""),
+                  markup=False, highlight=False)
+    for f in outcome.failed:
+        console.print(f"  [red]failed[/] {escape(f['stage'])} {f['key'][:12]}: {escape(f['error'])}"
+                      f"  (fairtrial logs {f['key'][:12]})", highlight=False)
+    if outcome.skipped:
+        names = sorted({s["stage"] for s in outcome.skipped})
+        console.print(f"  skipped downstream of failures: {len(outcome.skipped)} ({', '.join(names)})",
+                      markup=False, highlight=False)
+    return outcome
 
 # ---------------------------------------------------------------- status
-def _resolve_study(arg: Optional[str], store) -> list[str]:
-    if arg is None:
-        return [s["name"] for s in store.list_studies()]
-    p = Path(arg)
-    if p.suffix == ".toml" and p.exists():
-        from fairtrial.spec import load_spec
-
-        return [load_spec(p).name]
-    if store.get_study(arg):
-        return [arg]
-    known = [s["name"] for s in store.list_studies()]
-    raise UserError(f'unknown study "{arg}"; known in this workspace: {", ".join(known) or "none"}')
-
-
 @app.command()
-def status(study: Optional[str] = typer.Argument(None, help="Study name or file (default: all)."),
-           workspace: Optional[Path] = WorkspaceOpt,
+def status(study: str | None = typer.Argument(None, help="Study name or file (default: all)."),
+           workspace: Path | None = WorkspaceOpt,
            as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
            watch: bool = typer.Option(False, "--watch", help="Refresh every 2 s until Ctrl-C."),
            verify: bool = typer.Option(False, "--verify", help="Re-hash every artifact file."),
            every: bool = typer.Option(False, "--all", help="List every cell, not only unfinished.")) -> None:
     """Status per arm x replicate x stage, derived from artifacts, records and process liveness."""
-    from fairtrial.status import study_status
-
-    ws = _ws(workspace)
-    try:
-        store = _store(ws)
-    except Exception:  # noqa: BLE001 - e.g. a read-only workspace: status only reads
-        from fairtrial.store.fastread import reader_for
-
-        store = reader_for(ws.db_url)
-        if store is None:
-            raise
-    names = _resolve_study(study, store)
+    query = usecases.status(workspace, study)
     if as_json:
-        _emit_json({"studies": [study_status(ws, store, n, verify).to_dict() for n in names]})
+        _emit_json({"studies": [s.to_dict() for s in query.read(verify)]})
         return
     if watch and not console.is_terminal:  # a pipe or a log: print a fresh view every 2 s
         try:
             while True:
-                console.print(_status_view([study_status(ws, store, n) for n in names], every))
+                console.print(_status_view(query.read(), every))
                 console.rule()
                 sys.stdout.flush()
                 time.sleep(2)
@@ -462,15 +287,14 @@ def status(study: Optional[str] = typer.Argument(None, help="Study name or file 
         try:
             with Live(console=console, refresh_per_second=1) as live:
                 while True:
-                    live.update(_status_view([study_status(ws, store, n) for n in names], every))
+                    live.update(_status_view(query.read(), every))
                     time.sleep(2)
         except KeyboardInterrupt:
             return
-    if not names:
+    if not query.names:
         console.print("no studies in this workspace yet")
         return
-    console.print(_status_view([study_status(ws, store, n, verify) for n in names], every))
-
+    console.print(_status_view(query.read(verify), every))
 
 STATE_STYLE = {"done": "green", "cached": "cyan", "running": "blue", "pending": "white",
                "failed": "red", "lost": "yellow"}
@@ -534,39 +358,17 @@ def _status_view(statuses, every: bool):
 
 # ---------------------------------------------------------------- stop
 @app.command()
-def stop(study: Optional[str] = typer.Argument(None, help="Study name or file."),
-         workspace: Optional[Path] = WorkspaceOpt,
+def stop(study: str | None = typer.Argument(None, help="Study name or file."),
+         workspace: Path | None = WorkspaceOpt,
          timeout: float = typer.Option(60, help="Seconds to wait for a clean end."),
          as_json: bool = typer.Option(False, "--json", help="Print what was stopped as JSON.")) -> None:
     """End a background run cleanly (running stage runs are interrupted and resume later)."""
-    from fairtrial.engine.pidfile import read_supervisor
-    from fairtrial.status import _alive
-
-    ws = _ws(workspace)
-    store = _store(ws)
-    names = _resolve_study(study, store)
-    import socket
-
-    live = []
-    for n in names:
-        sup = read_supervisor(ws.study_dir(n) / "supervisor.json")
-        if sup and _alive(sup.get("pid"), sup.get("host"), socket.gethostname()):
-            live.append((n, sup))
-    if not live:
-        raise Refused("nothing to stop: no supervisor is running" +
-                      (f" for {names[0]}" if study else ""))
-    stopped = []
-    for n, sup in live:
-        os.kill(sup["pid"], signal.SIGTERM)
-        deadline = time.time() + timeout
-        while time.time() < deadline and _alive(sup["pid"], None, ""):
-            time.sleep(0.2)
-        if _alive(sup["pid"], None, ""):
-            raise Refused(f"{n}: supervisor pid {sup['pid']} did not end within {timeout:.0f}s")
-        stopped.append({"study": n, "pid": sup["pid"]})
+    def said(s: dict) -> None:
         if not as_json:
-            console.print(f"stopped {n} (supervisor pid {sup['pid']}); `fairtrial run` resumes it",
+            console.print(f"stopped {s['study']} (supervisor pid {s['pid']}); `fairtrial run` resumes it",
                           markup=False, highlight=False)
+
+    stopped = usecases.stop(workspace, study, timeout, on_stopped=said)
     if as_json:
         _emit_json({"stopped": stopped})
 
@@ -575,17 +377,12 @@ def stop(study: Optional[str] = typer.Argument(None, help="Study name or file.")
 @app.command()
 def logs(stage_run: str = typer.Argument(..., help="A stage-run key (a prefix of 6+ characters) "
                                                    "or arm/seed/stage with --study."),
-         study: Optional[str] = typer.Option(None, "--study", "-s"),
-         workspace: Optional[Path] = WorkspaceOpt,
+         study: str | None = typer.Option(None, "--study", "-s"),
+         workspace: Path | None = WorkspaceOpt,
          tail: int = typer.Option(0, help="Only the last N lines."),
          follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines.")) -> None:
     """Show a stage run's log."""
-    ws = _ws(workspace)
-    store = _store(ws)
-    key = _find_key(stage_run, study, ws, store)
-    path = ws.log(key)
-    if not path.exists():
-        raise UserError(f"stage run {key[:12]} has no log yet (it has not started)")
+    path = usecases.stage_log(stage_run, study, workspace)
     text = path.read_text(errors="replace")
     lines = text.splitlines()
     sys.stdout.write("\n".join(lines[-tail:] if tail else lines) + "\n")
@@ -604,31 +401,11 @@ def logs(stage_run: str = typer.Argument(..., help="A stage-run key (a prefix of
                 return
 
 
-def _find_key(ref: str, study: Optional[str], ws, store) -> str:
-    if "/" in ref:
-        parts = ref.split("/")
-        if len(parts) != 3 or not study:
-            raise UserError("give arm/seed/stage together with --study NAME")
-        names = _resolve_study(study, store)
-        for c in store.get_cells(names[0]):
-            if (c["arm"], str(c["replicate"]), c["stage"]) == tuple(parts):
-                return c["key"]
-        raise UserError(f"no cell {ref} in study {names[0]}")
-    if len(ref) < 6:
-        raise UserError("give at least 6 characters of the stage-run key")
-    matches = [k for k in store.get_runs() if k.startswith(ref)]
-    if not matches:
-        raise UserError(f"no stage run with key {ref}...")
-    if len(matches) > 1:
-        raise UserError(f"{ref} is ambiguous: {len(matches)} stage runs match; give more characters")
-    return matches[0]
-
-
 # ---------------------------------------------------------------- report
 @app.command()
 def report(study: Path = typer.Argument(..., help="The study file (TOML)."),
-           workspace: Optional[Path] = WorkspaceOpt,
-           out: Optional[Path] = typer.Option(None, help="Folder for report.md and report.html "
+           workspace: Path | None = WorkspaceOpt,
+           out: Path | None = typer.Option(None, help="Folder for report.md and report.html "
                                                         "(default: the study's folder in the workspace)."),
            seed: int = typer.Option(20240601, min=0, max=2**63 - 1,
                                     help="Seed of the bootstrap (reports are reproducible)."),
@@ -636,31 +413,10 @@ def report(study: Path = typer.Argument(..., help="The study file (TOML)."),
            as_json: bool = typer.Option(False, "--json", help="Print the analysis as JSON.")) -> None:
     """Analyse a study's item scores and write report.md and a self-contained report.html.
     The first line is the verdict with its effect and interval; integrity findings come next."""
-    from fairtrial.analysis import AnalysisContext, StudyDesign, analyze
-    from fairtrial.collect import gather
-    from fairtrial.report import render_html, render_markdown
-    from fairtrial.spec import load_spec
-
-    spec = load_spec(study)
-    ws = _ws(workspace)
-    store = _store(ws)
-    got = gather(ws, store, spec)
-    design = StudyDesign.from_study(_design_dict(spec),
-                                    {m.name: m.direction for m in spec.recipe.metrics},
-                                    {m.name: m.aggregation for m in spec.recipe.metrics})
-    ctx = AnalysisContext(effective_params=got["effective_params"], provenance=got["provenance"],
-                          complete=got["complete"], progress=got["progress"],
-                          train_texts=got["train_texts"], eval_texts=got["eval_texts"],
-                          splits=got["splits"])
-    if got["scores"].empty:
-        raise UserError(f"{spec.name}: no item scores yet ({got['progress'].get('done', 0)} of "
-                        f"{got['progress']['total']} stage runs done); run the study first")
-    result = analyze(got["scores"], design, ctx, seed=seed, n_resamples=resamples)
-    folder = out or ws.study_dir(spec.name)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "report.md").write_text(render_markdown(result))
-    (folder / "report.html").write_text(render_html(result))
-    (folder / "report.json").write_text(json.dumps(result.to_dict(), indent=1, default=str))
+    spec = usecases.load(study)
+    ws = usecases.open_workspace(workspace)
+    done = usecases.report(spec, ws, out, seed=seed, resamples=resamples)
+    result, folder = done.result, done.folder
     if as_json:
         _emit_json(result.to_dict())
         return
@@ -674,20 +430,14 @@ def import_(study: Path = typer.Argument(..., help="The study file (TOML)."),
             arm: str = typer.Option(..., "--arm", help="An external arm named in the study's "
                                                        "external_arms."),
             scores: Path = typer.Argument(..., help="JSONL: item_id, value, metric, eval_set."),
-            metric: Optional[str] = typer.Option(None, help="Metric of every line without one."),
-            eval_set: Optional[str] = typer.Option(None, help="Eval set of every line without one."),
-            workspace: Optional[Path] = WorkspaceOpt,
+            metric: str | None = typer.Option(None, help="Metric of every line without one."),
+            eval_set: str | None = typer.Option(None, help="Eval set of every line without one."),
+            workspace: Path | None = WorkspaceOpt,
             as_json: bool = typer.Option(False, "--json")) -> None:
     """Add item scores produced elsewhere (e.g. a hosted API model) as an external arm."""
-    from fairtrial.importer import import_scores
-    from fairtrial.spec import load_spec
-
-    spec = load_spec(study)
-    ws = _ws(workspace)
-    store = _store(ws)
-    if not store.get_study(spec.name):
-        store.upsert_study(spec.name, str(spec.path), spec.recipe.name, spec.digest, spec.raw)
-    out = import_scores(ws, store, spec, arm, scores, metric, eval_set)
+    spec = usecases.load(study)
+    ws = usecases.open_workspace(workspace)
+    out = usecases.import_scores(spec, ws, arm, scores, metric, eval_set)
     if as_json:
         _emit_json(out)
         return
@@ -708,17 +458,6 @@ def import_(study: Path = typer.Argument(..., help="The study file (TOML)."),
         console.print(f"  note: {arm} is one fixed system: its scores stand for every seed of the "
                       "study and count as one replicate", highlight=False, markup=False)
 
-
-def _design_dict(spec) -> dict:
-    return {"name": spec.name, "question": spec.question, "control": spec.control,
-            "replicates": spec.replicates,
-            "endpoint": {"metric": spec.endpoint.metric, "direction": spec.direction,
-                         "secondary": list(spec.endpoint.secondary)},
-            "decision": spec.decision.model_dump(),
-            "arms": {**{a.name: a.params for a in spec.arms},
-                     **{e: {"external": True} for e in spec.external_arms}},
-            "external_arms": list(spec.external_arms),
-            "analysis": spec.analysis}
 
 
 # ---------------------------------------------------------------- data
@@ -746,7 +485,7 @@ def data_list(as_json: bool = typer.Option(False, "--json")) -> None:
 
 @data_app.command("fetch")
 def data_fetch(name: str = typer.Argument(..., help="A data set name (see `fairtrial data list`)."),
-               dest: Optional[Path] = typer.Option(None, help="Folder to put it in."),
+               dest: Path | None = typer.Option(None, help="Folder to put it in."),
                as_json: bool = typer.Option(False, "--json")) -> None:
     """Download a data set from its upstream addresses and verify every file's sha256."""
     from fairtrial.data import fetch
@@ -762,78 +501,24 @@ def data_fetch(name: str = typer.Argument(..., help="A data set name (see `fairt
         console.print(f"{name}: {folder}", markup=False, highlight=False)
 
 
-# ---------------------------------------------------------------- infill
-@app.command()
-def infill(model_run: str = typer.Argument(..., help="A train stage-run key (prefix), "
-                                                     "arm/seed/train with --study, or a model folder."),
-           text: str = typer.Argument(..., help='Text with blanks: "She _ to school every _ ." '
-                                                "(_ = word; \\[ngram], \\[sentence] typed blanks)."),
-           study: Optional[str] = typer.Option(None, "--study", "-s"),
-           workspace: Optional[Path] = WorkspaceOpt,
-           n: int = typer.Option(1, "-n", help="How many samples."),
-           temperature: float = typer.Option(0.8, help="0 = greedy."),
-           top_p: float = typer.Option(0.95), top_k: int = typer.Option(0),
-           max_new_tokens: int = typer.Option(64), seed: int = typer.Option(0),
-           device: str = typer.Option("cpu"),
-           as_json: bool = typer.Option(False, "--json")) -> None:
-    """Fill the blanks of a text with a trained infilling model (recipe ilm)."""
-    from fairtrial.recipes.ilm.infill import infill_with_answers, resolve_model_dir
-
-    p = Path(model_run)
-    if p.exists():
-        folder = p
-    else:
-        ws = _ws(workspace)
-        store = _store(ws)
-        key = _find_key(model_run, study, ws, store)
-        from fairtrial.store import artifacts
-
-        if not artifacts.verify(ws, key).ok:
-            raise UserError(f"stage run {key[:12]} has no verified artifact (is it done?)")
-        folder = ws.artifact(key)
-    if not (resolve_model_dir(folder) / "config.json").exists():
-        raise UserError(f"{folder} holds no model (give a train stage run of recipe ilm)")
-    try:
-        out = infill_with_answers(folder, text, temperature=temperature, top_k=top_k, top_p=top_p,
-                                  max_new_tokens=max_new_tokens, seed=seed, n=n, device=device)
-    except ValueError as e:
-        raise UserError(str(e)) from None
-    if as_json:
-        _emit_json([{"text": t, "answers": a} for t, a in out])
-        return
-    for t, a in out:
-        console.print(t, highlight=False, markup=False)
-
-
 # ---------------------------------------------------------------- recipes
 @app.command()
 def recipes(as_json: bool = typer.Option(False, "--json", help="Print the list as JSON.")) -> None:
     """List the recipes and their stages and metrics."""
-    from fairtrial.recipes import registry
-
-    rows = []
-    for name in registry.names():
-        try:
-            r = registry.get(name)
-        except UserError as e:
-            rows.append({"name": name, "available": False, "error": str(e)})
-            if not as_json:
-                console.print(f"[bold]{escape(name)}[/]: unavailable ({escape(str(e))})")
-            continue
-        rows.append({"name": name, "available": True, "description": r.description,
-                     "stages": [{"name": s.name, "version": s.version,
-                                 "needs": list(s.needs)} for s in r.stages],
-                     "metrics": [{"name": m.name, "direction": m.direction,
-                                  "aggregation": m.aggregation} for m in r.metrics]})
-        if as_json:
-            continue
-        console.print(f"[bold]{escape(name)}[/]: {escape(r.description)}")
-        console.print("  stages: " + (" -> ".join(s.name for s in r.stages)
-                                      or "none (external arms only)"), markup=False)
-        console.print("  metrics: " + (", ".join(f"{m.name} ({m.direction})" for m in r.metrics)
-                                       or "declared by the study file ([metrics])"), markup=False)
+    rows = usecases.recipes()
     if as_json:
         _emit_json({"recipes": rows})
+        return
+    for r in rows:
+        name = r["name"]
+        if not r["available"]:
+            console.print(f"[bold]{escape(name)}[/]: unavailable ({escape(r['error'])})")
+            continue
+        console.print(f"[bold]{escape(name)}[/]: {escape(r['description'])}")
+        console.print("  stages: " + (" -> ".join(s["name"] for s in r["stages"])
+                                      or "none (external arms only)"), markup=False)
+        console.print("  metrics: " + (", ".join(f"{m['name']} ({m['direction']})" for m in r["metrics"])
+                                       or "declared by the study file ([metrics])"), markup=False)
 
 
 @app.command()
@@ -843,19 +528,49 @@ def version(as_json: bool = typer.Option(False, "--json",
     if not as_json:
         console.print(f"fairtrial {__version__}")
         return
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as dist_version
+    _emit_json(usecases.versions())
 
-    from fairtrial.store.artifacts import code_version
 
-    libs = {}
-    for lib in ("torch", "transformers", "numpy", "pandas", "pyarrow", "sqlalchemy", "pydantic"):
-        try:
-            libs[lib] = dist_version(lib)
-        except PackageNotFoundError:
-            libs[lib] = None
-    _emit_json({"fairtrial": __version__, "code_version": code_version(),
-                "python": platform.python_version(), "libraries": libs})
+# ---------------------------------------------------------------- recipe commands
+_CORE_COMMANDS: frozenset[str] | None = None
+
+
+def _mount_recipe_commands() -> None:
+    """Add every recipe's own commands to `app` (once). A core command keeps its name: a recipe
+    command of the same name is not mounted."""
+    global _CORE_COMMANDS
+    if _CORE_COMMANDS is not None:
+        return
+    from fairtrial.recipes import registry
+
+    core = _command_names()
+    _CORE_COMMANDS = frozenset(core)
+    for sub in registry.command_apps():
+        for info in sub.registered_commands:
+            name = info.name or (info.callback.__name__.replace("_", "-") if info.callback else None)
+            if name and name not in core:
+                app.registered_commands.append(info)
+                core.add(name)
+        for group in sub.registered_groups:
+            if group.name and group.name not in core:
+                app.registered_groups.append(group)
+                core.add(group.name)
+
+
+def _command_names() -> set[str]:
+    names = {(i.name or i.callback.__name__.replace("_", "-")) for i in app.registered_commands
+             if i.name or i.callback}
+    return names | {g.name for g in app.registered_groups if g.name}
+
+
+def _needs_recipe_commands(argv: list[str]) -> bool:
+    """Whether the command line names no core command (a recipe's, or none: the help)."""
+    args = list(argv)
+    while args and args[0].startswith("-"):
+        opt = args.pop(0)
+        if opt in ("-w", "--workspace") and args:
+            args.pop(0)
+    return not args or args[0] not in _command_names()
 
 
 # ---------------------------------------------------------------- entry point
@@ -896,23 +611,19 @@ def _usage_message(exc: BaseException) -> str:
 
 
 def _db_name() -> str | None:
-    import re
-
-    if not _DB_URL:
-        return None
-    url = _DB_URL[0]
-    if url.startswith("sqlite:///"):
-        return url[len("sqlite:///"):]
-    return re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", url)  # never print a password
+    return usecases.db_in_use()
 
 
 def _crash_log(text: str) -> str | None:
-    """Write a crash log under a name no other crash shares (pid and nanoseconds), in
-    $FAIRTRIAL_CRASH_DIR, else the temp folder; None when no folder can take it (a full disk)."""
+    """Write a crash log under a name no other crash shares (pid and nanoseconds): in the
+    workspace's logs/ folder when the command opened a workspace, else $FAIRTRIAL_CRASH_DIR,
+    else the temp folder; None when no folder can take it (a full disk)."""
     import tempfile
 
     name = f"fairtrial-crash-{os.getpid()}-{time.time_ns()}.log"
-    for folder in (os.environ.get("FAIRTRIAL_CRASH_DIR"), tempfile.gettempdir()):
+    ws = usecases.workspace_in_use()
+    for folder in (ws / "logs" if ws else None, os.environ.get("FAIRTRIAL_CRASH_DIR"),
+                   tempfile.gettempdir()):
         if not folder:
             continue
         path = Path(folder) / name
@@ -928,11 +639,29 @@ def _crash_log(text: str) -> str | None:
     return None
 
 
+def _crash_text() -> str:
+    """The crash log's text: versions (as `fairtrial version --json` shows them), the command
+    line and the traceback."""
+    tb = traceback.format_exc()  # first: nothing below may replace the exception being handled
+    head = (f"fairtrial {__version__}, Python {platform.python_version()}, "
+            f"{platform.platform()}\nargv: {sys.argv}\n")
+    try:
+        import json
+
+        head += "versions: " + json.dumps(usecases.versions(), default=str) + "\n"
+    except Exception:  # noqa: BLE001 - the crash log must be written even when this fails
+        pass
+    return f"{head}\n{tb}"
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         if os.environ.get("FAIRTRIAL_TEST_RAISE"):  # a test hook: a deliberate bug, to test exit 70
             raise RuntimeError(f"deliberate internal error (FAIRTRIAL_TEST_RAISE="
                                f"{os.environ['FAIRTRIAL_TEST_RAISE']})")
+        if isinstance(app, typer.Typer) and _needs_recipe_commands(
+                sys.argv[1:] if argv is None else argv):
+            _mount_recipe_commands()
         rc = app(args=argv, standalone_mode=False, prog_name="fairtrial")
         return rc if isinstance(rc, int) else 0
     except typer.Exit as e:
@@ -966,8 +695,7 @@ def main(argv: list[str] | None = None) -> int:
         if fault is not None:
             _say("error:", "red", str(fault))
             return fault.exit_code
-        text = (f"fairtrial {__version__}, Python {platform.python_version()}, "
-                f"{platform.platform()}\nargv: {sys.argv}\n\n{traceback.format_exc()}")
+        text = _crash_text()
         log = _crash_log(text)
         what = traceback.format_exception_only(type(e), e)[-1].strip()
         if log:

@@ -326,6 +326,11 @@ def _dotted_to_nested(d: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+ANALYSED_AGGREGATIONS = ("mean", "geomean", "proportion")
+"""The aggregations the analysis computes (fairtrial.analysis.design.SUPPORTED_AGGREGATIONS; a
+test keeps the two equal, and this module does not import the analysis, which loads scipy).
+A metric declared "median" may be produced and shown, but not decide or be compared."""
+
 EVALUATION_ONLY = "scores"
 """The built-in recipe of a study file without `recipe` (fairtrial.recipes.scores)."""
 
@@ -413,6 +418,18 @@ def validate(raw: dict[str, Any], path: Path, text: str = "") -> Spec:
             else:
                 err(loc, f'unknown metric "{m}" for recipe {recipe.name}; known: '
                          f'{", ".join(metric_names)} (or declare it under [metrics])')
+    # a metric the analysis cannot aggregate would fail at `report`, after all the compute
+    analysed = [(("endpoint", "metric"), sf.endpoint.metric)]
+    analysed += [(("endpoint", "secondary", i), m) for i, m in enumerate(sf.endpoint.secondary)]
+    analysed += [(("analysis", "targets", m), m) for m in (sf.analysis.targets or {})]
+    usable = [n for n in metric_names if recipe.metric(n).aggregation in ANALYSED_AGGREGATIONS]
+    for loc, m in analysed:
+        agg = recipe.metric(m).aggregation if m in metric_names else None
+        if agg is not None and agg not in ANALYSED_AGGREGATIONS:
+            err(loc, f'metric "{m}" is aggregated as "{agg}", which the analysis cannot compute '
+                     "yet (its paired bootstrap is built on means); use a metric aggregated as "
+                     + ", ".join(ANALYSED_AGGREGATIONS)
+                     + (f' (recipe {recipe.name}: {", ".join(usable)})' if usable else ""))
     if sf.endpoint.metric in metric_names and sf.endpoint.direction:
         declared = recipe.metric(sf.endpoint.metric).direction
         if declared != sf.endpoint.direction:

@@ -36,3 +36,30 @@ def test_settle_says_when_one_kind_cannot():
     assert one_seed["seeds_total"] is None and "one seed" in one_seed["note"]
     on_margin = settle(0.05, 0.0, 0.1, 0.05, 3, 100, 0.0001, 0.0001)
     assert "unlikely" in on_margin["note"]
+
+
+def test_settle_text_prints_no_absurd_counts_and_says_which_kind_is_sooner():
+    # a tiny effect with a huge seed-to-seed spread: thousands of seeds, few more items
+    s = settle(0.051, 0.0, 0.102, 0.05, n_seeds=3, n_items=1000, var_seeds=0.0006, var_items=1e-7)
+    assert s["seeds_total"] > 1000 and s["items_total"] is None  # the absurd count is kept in data
+    assert settle_text(s) == ("more than 50 seeds would be needed (more items alone would not "
+                              "settle it)")
+    # within the bounds both counts are printed, as before
+    ok = {"seeds_total": 24, "seeds_extra": 21, "items_total": 800, "items_extra": 700,
+          "note": "", "n_seeds": 3, "n_items": 100}
+    assert settle_text(ok) == ("about 21 more seeds (24 in all, same items) or about 700 more items "
+                               "(800 in all, same seeds)")
+    # seeds past the bound, items within: only the items count, and the seeds bound
+    far_seeds = dict(ok, seeds_total=4910, seeds_extra=4907)
+    assert settle_text(far_seeds) == ("about 700 more items (800 in all, same seeds); more seeds "
+                                      "alone would take more than 50 seeds")
+    far_items = dict(ok, items_total=8000, items_extra=7900)
+    assert settle_text(far_items) == ("about 21 more seeds (24 in all, same items); more items "
+                                      "alone would take more than 10x the items (1,000)")
+    # both past: which one is sooner, by how many times the data it needs
+    both = dict(ok, seeds_total=4910, seeds_extra=4907, items_total=8000, items_extra=7900)
+    assert settle_text(both) == ("more than 50 seeds or more than 10x the items (1,000) would be "
+                                 "needed; more items would settle it sooner (about 80x the items)")
+    both_s = dict(both, seeds_total=60, seeds_extra=57, items_total=100_000)
+    assert settle_text(both_s).endswith("more seeds would settle it sooner (about 20x the seeds)")
+    assert "4907" not in settle_text(both) and "4,907" not in settle_text(both)

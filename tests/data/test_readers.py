@@ -112,3 +112,32 @@ def test_text_folder(tmp_path):
     (tmp_path / "easy" / "b.txt").write_text("   ")
     with pytest.raises(ValueError, match=r"b.txt: whole file: empty text"):
         read_text_folder(tmp_path)
+
+
+def test_table_without_level_keeps_other_columns_and_numbers_rows_without_ids(tmp_path):
+    """The options the lvm recipe reads CSV/JSONL with: no level column, other columns in meta,
+    ids from the id column when the file has one, else "<file stem>:<row>"."""
+    from fairtrial.data.readers import read_table
+
+    f = tmp_path / "docs.csv"
+    f.write_text("text,topic,n\nOne. Two.,t1,3\nThree.,t2,4\n")
+    docs = read_table(f, level_column=None, id_column="id", id_optional=True, keep_columns=True)
+    assert [(d.id, d.level, d.meta) for d in docs] == [
+        ("docs:1", "", {"topic": "t1", "n": "3"}), ("docs:2", "", {"topic": "t2", "n": "4"})]
+    with pytest.raises(ValueError, match="missing column"):
+        read_table(f, level_column=None, id_column="id")  # an id column that must be there
+    j = tmp_path / "docs.jsonl"
+    j.write_text('{"id": "a", "text": "x"}\n{"id": "b", "text": "y", "level": "B1"}\n')
+    docs = read_table(j, level_column=None, id_column="id", id_optional=True, keep_columns=True)
+    assert [(d.id, d.meta) for d in docs] == [("a", {}), ("b", {"level": "B1"})]
+
+
+def test_text_folder_without_levels(tmp_path):
+    from fairtrial.data.readers import read_text_folder
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.txt").write_text("\ufeffFirst.\r\nSecond.\n")
+    (tmp_path / "sub" / "b.txt").write_text("Third.")
+    docs = read_text_folder(tmp_path, level_pattern=None)
+    assert [(d.id, d.level, d.text, d.meta["folder"]) for d in docs] == [
+        ("a.txt", "", "First.\nSecond.", ""), ("sub/b.txt", "", "Third.", "sub")]

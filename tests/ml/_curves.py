@@ -110,9 +110,8 @@ def lvm_params(name: str) -> dict:
 
 def run_lvm(name: str, root: Path, **ctx_kwargs) -> dict:
     import torch
-    from lvm_helpers import FakeContext
-
     from fairtrial.recipes.lvm import stages
+    from fairtrial.recipes.testing import FakeContext
 
     torch.set_num_threads(1)
     s = LVM_SCENARIOS[name]

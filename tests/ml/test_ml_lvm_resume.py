@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from fairtrial.ml import checkpoint
+from fairtrial.recipes.testing import kill_at
 
 NAME = "transformer_dropout"  # dropout 0.2: the resume needs the RNG state, not only the weights
 
@@ -30,7 +31,7 @@ def test_lvm_resumes_from_a_gpu_style_load_to_the_same_curve(tmp_path, monkeypat
 
     ck_dir = tmp_path / "ckpt"
     with pytest.raises(KeyboardInterrupt):
-        C.run_lvm(NAME, tmp_path / "killed", checkpoint_dir=ck_dir, interrupt_after_epochs=3)
+        C.run_lvm(NAME, tmp_path / "killed", checkpoint_dir=ck_dir, on_progress=kill_at(3, "epochs"))
     last = ck_dir / "last.pt"
     saved = checkpoint.load(last)
     assert saved["state"]["epoch"] == 3
@@ -57,7 +58,7 @@ def test_a_resume_without_the_rng_state_would_differ(tmp_path, monkeypatch):
     straight = C.run_lvm(NAME, tmp_path / "straight")
     ck_dir = tmp_path / "ckpt"
     with pytest.raises(KeyboardInterrupt):
-        C.run_lvm(NAME, tmp_path / "killed", checkpoint_dir=ck_dir, interrupt_after_epochs=3)
+        C.run_lvm(NAME, tmp_path / "killed", checkpoint_dir=ck_dir, on_progress=kill_at(3, "epochs"))
     monkeypatch.setattr(checkpoint, "set_rng_state", lambda state: torch.manual_seed(999))
     resumed = C.run_lvm(NAME, tmp_path / "resumed", checkpoint_dir=ck_dir)
     assert resumed["history"][:3] == straight["history"][:3]
@@ -70,7 +71,7 @@ def test_a_checkpoint_of_the_old_layout_still_resumes(tmp_path):
     straight = C.run_lvm(NAME, tmp_path / "straight")
     ck_dir = tmp_path / "ckpt"
     with pytest.raises(KeyboardInterrupt):
-        C.run_lvm(NAME, tmp_path / "killed", checkpoint_dir=ck_dir, interrupt_after_epochs=3)
+        C.run_lvm(NAME, tmp_path / "killed", checkpoint_dir=ck_dir, on_progress=kill_at(3, "epochs"))
     ck = checkpoint.load(ck_dir / "last.pt")
     rng = ck.pop("rng")
     ck.pop("config")

@@ -48,7 +48,8 @@ def settle(estimate: float, lo: float, hi: float, min_effect: float, n_seeds: in
     adding only that kind cannot get there.
     """
     out: dict[str, Any] = {"seeds_total": None, "seeds_extra": None,
-                           "items_total": None, "items_extra": None, "note": ""}
+                           "items_total": None, "items_extra": None, "note": "",
+                           "n_seeds": n_seeds, "n_items": n_items}
     gap = abs(estimate - min_effect)
     h = (hi - lo) / 2
     vs = var_seeds if var_seeds is not None and math.isfinite(var_seeds) else None
@@ -73,13 +74,42 @@ def settle(estimate: float, lo: float, hi: float, min_effect: float, n_seeds: in
     return out
 
 
+MAX_SEEDS = 50
+"""Past this many seeds in all, an estimate is not worth printing as a count ("about 4907 more
+seeds"): the text says which of seeds or items would settle it sooner instead."""
+MAX_ITEMS_FACTOR = 10
+"""Likewise past this many times the items the comparison has."""
+
+
 def settle_text(s: dict[str, Any]) -> str:
-    parts = []
-    if s.get("seeds_extra"):
+    """The estimate in words. Counts within the bounds (MAX_SEEDS seeds in all, MAX_ITEMS_FACTOR
+    times the items) are printed; past them, only which kind would settle it sooner."""
+    seeds, items = s.get("seeds_total"), s.get("items_total")
+    n_seeds, n_items = s.get("n_seeds"), s.get("n_items")
+    seeds_far = bool(seeds) and seeds > MAX_SEEDS
+    items_far = bool(items) and bool(n_items) and items > MAX_ITEMS_FACTOR * n_items
+    parts, beyond = [], []
+    if s.get("seeds_extra") and not seeds_far:
         parts.append(f"about {s['seeds_extra']} more seeds ({s['seeds_total']} in all, same items)")
-    if s.get("items_extra"):
+    if s.get("items_extra") and not items_far:
         parts.append(f"about {s['items_extra']:,} more items ({s['items_total']:,} in all, same seeds)")
+    if seeds_far:
+        beyond.append(f"more than {MAX_SEEDS} seeds")
+    if items_far:
+        beyond.append(f"more than {MAX_ITEMS_FACTOR}x the items ({MAX_ITEMS_FACTOR * n_items:,})")
     text = " or ".join(parts)
+    if beyond and parts:
+        # one kind is within reach, so it is the sooner one; say what the other would take
+        text += f"; more {'seeds' if seeds_far else 'items'} alone would take {beyond[0]}"
+    elif seeds_far and items_far and n_seeds:
+        by_seeds, by_items = seeds / n_seeds, items / n_items
+        kind, factor = ("seeds", by_seeds) if by_seeds <= by_items else ("items", by_items)
+        text = (f"{beyond[0]} or {beyond[1]} would be needed; more {kind} would settle it "
+                f"sooner (about {factor:,.0f}x the {kind})")
+    elif beyond:
+        other = "items" if seeds_far else "seeds"
+        text = f"{beyond[0]} would be needed" + (
+            "" if s.get("note") else f" (more {other} alone would not settle it)")
     if s.get("note"):
         text = f"{text}; {s['note']}" if text else s["note"]
     return text or "no estimate"

@@ -1,7 +1,7 @@
 """What the analysis needs to know about a study: a plain copy of the validated study file.
 
-The integrator builds a `StudyDesign` from the spec (or with `StudyDesign.from_study` from the
-study file's dict); nothing here re-validates the file's syntax, but `check()` rejects designs the
+The integrator builds a `StudyDesign` from the validated spec with `StudyDesign.from_spec` (or
+with `StudyDesign.from_study` from a study file's dict); nothing here re-validates the file's syntax, but `check()` rejects designs the
 analysis cannot act on (a control that is not an arm, a shape option naming an unknown arm).
 `AnalysisContext` carries the optional inputs of the integrity checks and the provenance.
 """
@@ -214,15 +214,6 @@ class StudyDesign:
                 a = dict(a)
                 arms[str(a.pop("name"))] = a
         dec = dict(study.get("decision") or {})
-        an = dict(study.get("analysis") or {})
-        own = an.get("own_eval_set")
-        if isinstance(own, str):
-            # a template over each arm's params, e.g. "{train_level}": grid arms need no list
-            own = {a: _format(own, p) for a, p in arms.items()}
-            own = {a: e for a, e in own.items() if e is not None}
-        size = an.get("size_param")
-        targets = an.get("targets")
-        pw = an.get("pairwise_metric")
         return cls(
             question=str(study.get("question", "")),
             name=str(study.get("name", "")),
@@ -235,12 +226,51 @@ class StudyDesign:
             decision=Decision(**dec),
             metric_directions=directions,
             metric_aggregations=dict(metric_aggregations or {}),
-            min_items=int(an.get("min_items", 30)),
-            cross_eval=CrossEval(own=dict(own)) if own else None,
-            data_scaling=DataScaling(size, an.get("group_param")) if size else None,
-            decision_tree=DecisionTree(targets=dict(targets)) if targets else None,
-            pairwise=Pairwise(pw, an.get("pairwise_reference")) if pw else None,
+            **_shapes(dict(study.get("analysis") or {}), arms),
         )
+
+    @classmethod
+    def from_spec(cls, spec: Any) -> "StudyDesign":
+        """Build from a validated study (`fairtrial.spec.Spec`: read by its attributes, nothing
+        re-validated): trained arms with their resolved params, external arms as fixed systems,
+        and the direction and aggregation of every metric from the recipe (and the study
+        file's [metrics])."""
+        metrics = spec.recipe.metrics
+        arms: dict[str, Mapping[str, Any]] = {a.name: a.params for a in spec.arms}
+        arms.update({e: {"external": True} for e in spec.external_arms})
+        d = spec.decision
+        return cls(
+            question=spec.question,
+            name=spec.name,
+            arms=arms,
+            control=spec.control,
+            replicates=tuple(int(r) for r in spec.replicates),
+            fixed_arms=tuple(spec.external_arms),
+            endpoint=Endpoint(metric=spec.endpoint.metric, direction=spec.direction,
+                              secondary=tuple(spec.endpoint.secondary)),
+            decision=Decision(min_effect=d.min_effect, effect=d.effect, alpha=d.alpha,
+                              correction=d.correction, compare=d.compare),
+            metric_directions={m.name: m.direction for m in metrics},
+            metric_aggregations={m.name: m.aggregation for m in metrics},
+            **_shapes(dict(spec.analysis or {}), arms),
+        )
+
+
+def _shapes(an: Mapping[str, Any], arms: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The study-shape fields of a StudyDesign from the [analysis] table (docs/verdicts.md)."""
+    own = an.get("own_eval_set")
+    if isinstance(own, str):
+        # a template over each arm's params, e.g. "{train_level}": grid arms need no list
+        own = {a: _format(own, p) for a, p in arms.items()}
+        own = {a: e for a, e in own.items() if e is not None}
+    size = an.get("size_param")
+    targets = an.get("targets")
+    pw = an.get("pairwise_metric")
+    return {"min_items": int(an.get("min_items", 30)),
+            "cross_eval": CrossEval(own=dict(own)) if own else None,
+            "data_scaling": DataScaling(size, an.get("group_param")) if size else None,
+            "decision_tree": DecisionTree(targets=dict(targets)) if targets else None,
+            "pairwise": Pairwise(pw, an.get("pairwise_reference")) if pw else None}
 
 
 def _format(template: str, params: Mapping[str, Any]) -> str | None:

@@ -257,7 +257,7 @@ def _table_rows(path: Path) -> Iterator[tuple[int, dict]]:
     """(row number, dict) for CSV, TSV or JSONL; row numbers count data rows from 1 (CSV/TSV: line 2
     of the file is row 1); JSONL rows are line numbers."""
     suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson"):
+    if suffix in (".jsonl", ".ndjson", ".json"):
         yield from iter_jsonl(path)
         return
     if suffix not in (".csv", ".tsv", ".tab", ".txt"):
@@ -268,13 +268,16 @@ def _table_rows(path: Path) -> Iterator[tuple[int, dict]]:
         yield i, row
 
 
-def read_table(path: str | Path, text_column: str = "text", level_column: str = "level",
+def read_table(path: str | Path, text_column: str = "text", level_column: str | None = "level",
                strata_columns: Sequence[str] = (), id_column: str | None = None,
-               levels: Iterable[str] | None = None) -> list[Document]:
+               levels: Iterable[str] | None = None, *, id_optional: bool = False,
+               keep_columns: bool = False) -> list[Document]:
     """A CSV, TSV or JSONL file (or a folder of them) with named text and level columns.
 
-    Ids: the id column when given, else "<file stem>:<row>". `levels`, when given, is the closed set
-    of allowed level values; anything else is an error naming the row."""
+    Ids: the id column when given, else "<file stem>:<row>" (also when `id_optional` and the file
+    has no such column). `levels`, when given, is the closed set of allowed level values; anything
+    else is an error naming the row. `level_column` None: documents without a level (level "").
+    `keep_columns`: the row's other scalar columns go into meta (e.g. a column to group by)."""
     path = Path(path)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in
@@ -289,9 +292,13 @@ def read_table(path: str | Path, text_column: str = "text", level_column: str = 
     docs: list[Document] = []
     for f in files:
         checked_columns = False
+        file_id = id_column
         for i, row in _table_rows(f):
             if not checked_columns:
-                need = [text_column, level_column, *strata_columns] + ([id_column] if id_column else [])
+                if id_optional and file_id is not None and file_id not in row:
+                    file_id = None
+                need = [text_column, *([level_column] if level_column else []), *strata_columns,
+                        *([file_id] if file_id else [])]
                 missing = [c for c in need if c not in row]
                 if missing:
                     raise ValueError(f"{f}: missing column(s) {', '.join(map(repr, missing))}; "
@@ -299,18 +306,22 @@ def read_table(path: str | Path, text_column: str = "text", level_column: str = 
                 checked_columns = True
             where = f"row {i}"
             text = _check_text(row.get(text_column), f, where)
-            level = row.get(level_column)
+            level = row.get(level_column) if level_column else ""
             level = "" if level is None else str(level).strip()
-            if not level:
+            if level_column and not level:
                 raise ValueError(f"{f}: {where}: empty {level_column!r}")
             if allowed is not None and level not in allowed:
                 raise ValueError(f"{f}: {where}: unknown level value {level!r} in column "
                                  f"{level_column!r}; known: {', '.join(allowed)}")
             strata = {c: str(row.get(c) if row.get(c) is not None else "").strip()
                       for c in strata_columns}
-            doc_id = str(row[id_column]).strip() if id_column else f"{f.stem}:{i}"
-            docs.append(Document(id=doc_id, text=text, level=level,
-                                 meta={"strata": strata} if strata else {}))
+            doc_id = str(row[file_id]).strip() if file_id else f"{f.stem}:{i}"
+            meta: dict = {"strata": strata} if strata else {}
+            if keep_columns:
+                taken = {text_column, level_column, file_id, *strata_columns}
+                meta.update({k: v for k, v in row.items() if k not in taken and k is not None
+                             and isinstance(v, (str, int, float, bool))})
+            docs.append(Document(id=doc_id, text=text, level=level, meta=meta))
         if not checked_columns:
             raise ValueError(f"{f}: no data rows")
     ids = [d.id for d in docs]
@@ -323,18 +334,19 @@ def read_table(path: str | Path, text_column: str = "text", level_column: str = 
 
 # ----------------------------------------------------------------------------- folders of text files
 
-def read_text_folder(path: str | Path, level_pattern: str = r"^(?P<level>[^/]+)/",
+def read_text_folder(path: str | Path, level_pattern: str | None = r"^(?P<level>[^/]+)/",
                      glob: str = "**/*.txt", levels: Iterable[str] | None = None) -> list[Document]:
     """One document per text file; the level is the named group `level` of `level_pattern` searched
-    in the file's path relative to `path` (default: the first folder). Ids are the relative paths."""
+    in the file's path relative to `path` (default: the first folder; None: no level, ""). Ids are
+    the relative paths; meta["file"] is that path, meta["folder"] its folder ("" at the top)."""
     root = Path(path)
     if not root.is_dir():
         raise ValueError(f"{root}: not a folder")
     try:
-        pattern = re.compile(level_pattern)
+        pattern = re.compile(level_pattern) if level_pattern is not None else None
     except re.error as e:
         raise ValueError(f"level_pattern {level_pattern!r} is not a valid regex: {e}") from None
-    if "level" not in pattern.groupindex:
+    if pattern is not None and "level" not in pattern.groupindex:
         raise ValueError(f"level_pattern {level_pattern!r} needs a named group (?P<level>...)")
     allowed = tuple(levels) if levels is not None else None
     docs = []
@@ -342,14 +354,16 @@ def read_text_folder(path: str | Path, level_pattern: str = r"^(?P<level>[^/]+)/
         if not p.is_file() or p.name.startswith("."):
             continue
         rel = p.relative_to(root).as_posix()
-        m = pattern.search(rel)
-        if not m:
+        m = pattern.search(rel) if pattern is not None else None
+        if pattern is not None and not m:
             raise ValueError(f"{p}: level_pattern {level_pattern!r} does not match {rel!r}")
-        level = m.group("level")
+        level = m.group("level") if m else ""
         if allowed is not None and level not in allowed:
             raise ValueError(f"{p}: unknown level value {level!r}; known: {', '.join(allowed)}")
         text = _check_text(read_text_file(p), p, "whole file")
-        docs.append(Document(id=rel, text=text, level=level, meta={"file": rel}))
+        folder = p.parent.relative_to(root).as_posix()
+        docs.append(Document(id=rel, text=text, level=level,
+                             meta={"file": rel, "folder": "" if folder == "." else folder}))
     if not docs:
         raise ValueError(f"{root}: no files match {glob!r}")
     return docs

@@ -6,6 +6,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,7 @@ PROGRESS_WRITE_S = 1.0
 
 
 class RunContext:
-    def __init__(self, *, key: str, store: Store, params: dict[str, Any], seed: int | None,
+    def __init__(self, *, key: str, store: Store, params: Mapping[str, Any], seed: int | None,
                  out: Path, inputs: dict[str, Path], checkpoint_dir: Path, log: logging.Logger,
                  device: str = "cpu", cpus: float = 1):
         self.key = key

@@ -51,10 +51,36 @@ class _RedirectOutput:
         self.f.close()
 
 
+def _check_metrics(out: Path, recipe, stage: str) -> None:
+    """Refuse item scores of a metric the recipe does not declare: the analysis could not know
+    its direction or aggregation, so such scores must not be committed."""
+    from fairtrial.recipes.api import StageError
+    from fairtrial.scores import FILENAME
+
+    path = out / FILENAME
+    if not path.exists():
+        return
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    try:
+        written = pc.unique(pq.read_table(path, columns=["metric"])["metric"]).to_pylist()
+    except (OSError, KeyError, ValueError) as e:  # pyarrow's errors are ValueError/OSError kinds
+        raise StageError(f"stage {stage} wrote an unreadable {FILENAME}: {e}") from None
+    declared = {m.name for m in recipe.metrics}
+    unknown = sorted({str(m) for m in written} - declared)
+    if unknown:
+        raise StageError(f"stage {stage} wrote item scores of metric"
+                         f"{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}, which "
+                         f"recipe {recipe.name} does not declare (declared: "
+                         f"{', '.join(sorted(declared)) or 'none'}); declare it in the recipe's "
+                         "metrics with its direction and aggregation")
+
+
 def run_task(task: dict[str, Any], store, ws, heartbeat) -> dict[str, Any]:
     from fairtrial.engine.context import RunContext
     from fairtrial.recipes import registry
-    from fairtrial.recipes.api import StageError, TransientError
+    from fairtrial.recipes.api import StageError, StageParams, TransientError
     from fairtrial.store import artifacts
 
     key = task["key"]
@@ -80,12 +106,14 @@ def run_task(task: dict[str, Any], store, ws, heartbeat) -> dict[str, Any]:
             recipe = registry.get(task["recipe"])
             stage = recipe.stage(task["stage"])
             inputs = {n: Path(p) for n, p in task["inputs"].items()}
-            ctx = RunContext(key=key, store=store, params=task["params"], seed=task["seed"],
+            params = StageParams(task["params"], stage.name, stage.params)
+            ctx = RunContext(key=key, store=store, params=params, seed=task["seed"],
                              out=out, inputs=inputs, checkpoint_dir=ckpt, log=logger,
                              device=task.get("device", "cpu"), cpus=task.get("cpus", 1))
             if "torch" in sys.modules:
                 sys.modules["torch"].set_num_threads(max(1, int(task.get("cpus", 1))))
             summary = stage.fn(ctx) or {}
+            _check_metrics(out, recipe, stage.name)
             ended = time.time()
             read = {}
             for n, p in inputs.items():

@@ -1,5 +1,5 @@
 """The shared model layer under the recipes (docs/ml.md).
 
 Imports torch, transformers and the field's libraries, and nothing of fairtrial but its errors;
-tests/ml/test_ml_border.py enforces that.
+tests/core/test_borders.py enforces that.
 """

@@ -14,6 +14,8 @@ records). It never decides where artifacts live, never writes outside `ctx.out` 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, Protocol, runtime_checkable
@@ -24,6 +26,73 @@ from pydantic import BaseModel
 class StageError(Exception):
     """An expected failure: bad data, a bad parameter. The message is shown to the user as is,
     so it says what was wrong and how to fix it. The engine does not retry it."""
+
+
+class UndeclaredParam(StageError, KeyError):
+    """A stage read a param it does not declare in `Stage.params`: such a param would not enter
+    the stage's cache key, so a changed value could silently reuse a stale artifact. A
+    StageError (the run fails with this message, no retry) and a KeyError (what a missing
+    mapping key raises)."""
+
+    def __str__(self) -> str:  # KeyError would print the message in quotes
+        return str(self.args[0]) if self.args else ""
+
+
+class StageParams(Mapping):
+    """`ctx.params`: a read-only view of the params a stage declared (`Stage.params`; the plan
+    gives a stage only those, after any OOM back-off). The engine hands stages one; a test
+    harness should too. Reading any other key, with `[]` or
+    `.get`, raises UndeclaredParam naming the stage and its declared params: a param the stage
+    does not declare is not in its cache key, so it must not steer its output."""
+
+    def __init__(self, params: Mapping[str, Any], stage: str, declared: tuple[str, ...]):
+        self._params = dict(params)
+        self._stage = stage
+        self._declared = tuple(declared)
+
+    def _missing(self, key: object) -> UndeclaredParam:
+        declared = ", ".join(self._declared) or "none"
+        return UndeclaredParam(f"stage {self._stage} reads param {key!r}, which it does not "
+                               f"declare (declared: {declared}); add it to the stage's params "
+                               "so that it enters the cache key")
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return self._params[key]
+        except KeyError:
+            raise self._missing(key) from None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        # every declared param is present (the plan fills absent ones with None): a missing key
+        # is an undeclared one, which a default must not hide
+        return self[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._params)
+
+    def __len__(self) -> int:
+        return len(self._params)
+
+    def __repr__(self) -> str:
+        return f"StageParams({self._params!r})"
+
+
+@contextmanager
+def stage_errors(what: str = "", *, catch: tuple[type[BaseException], ...] = (ValueError, OSError),
+                 hint: str = "") -> Iterator[None]:
+    """Turn a library's expected failures (bad data or params: ValueError; a missing or unreadable
+    file: OSError) raised inside the block into a StageError, shown to the user as
+    "<what>: <error><hint>" (or "<error><hint>" without `what`). Other exceptions pass unchanged.
+
+        with stage_errors("data"):
+            docs = read_documents(path)
+    """
+    try:
+        yield
+    except StageError:
+        raise
+    except catch as e:
+        raise StageError(f"{what}: {e}{hint}" if what else f"{e}{hint}") from e
 
 
 class TransientError(Exception):
@@ -39,8 +108,9 @@ class OutOfMemory(Exception):
 
 @runtime_checkable
 class StageContext(Protocol):
-    params: dict[str, Any]
-    """Effective params of this stage run (the declared ones, after any OOM back-off)."""
+    params: Mapping[str, Any]
+    """Effective params of this stage run (the declared ones, after any OOM back-off), as a
+    read-only mapping: reading a param the stage does not declare raises UndeclaredParam."""
     seed: int | None
     """The replicate seed when the stage is seeded, else None."""
     out: Path
@@ -124,6 +194,10 @@ class Recipe:
        "splits": [{"name", "seed", "reproducible": bool, "details"}]}
     The analysis then checks train/eval overlap (exact and normalised) and split reproducibility.
     Pure function over files: no engine, no database."""
+    commands: Any = None
+    """Optional CLI commands of the recipe: a typer app (or a callable returning one) whose
+    commands the core CLI mounts as `fairtrial <command>` (a core command keeps its name). A
+    `commands.py` module in the recipe package exposing `app` does the same without this field."""
 
     def stage(self, name: str) -> Stage:
         for s in self.stages:

@@ -1,11 +1,18 @@
 """Name -> recipe. Built-in recipes by module path; third-party ones through the entry-point group
-`fairtrial.recipes` (value: a module exposing `RECIPE`)."""
+`fairtrial.recipes` (value: a module exposing `RECIPE`).
+
+A recipe's own CLI commands: a `commands.py` module in the recipe package exposing `app` (a typer
+app), or `Recipe.commands` (a typer app, or a callable returning one). `command_apps()` collects
+them for the core CLI, which mounts their commands next to its own."""
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.util
 from functools import lru_cache
+from pathlib import Path
+from typing import Any
 from importlib.metadata import entry_points
 
 from fairtrial.errors import UserError
@@ -15,7 +22,7 @@ BUILTIN = {
     "ilm": "fairtrial.recipes.ilm",
     "lvm": "fairtrial.recipes.lvm",
     "scores": "fairtrial.recipes.scores",
-    "_test": "fairtrial.recipes.testing",
+    "_test": "fairtrial.recipes.enginetest",
 }
 
 
@@ -51,3 +58,28 @@ def get(name: str) -> Recipe:
     if not isinstance(recipe, Recipe):
         raise UserError(f'recipe module {mods[name]} does not define RECIPE')
     return recipe
+
+
+def command_apps() -> list[Any]:
+    """The typer apps of every recipe that declares commands (see the module's docstring), in
+    name order. A recipe that cannot be loaded contributes none (`fairtrial recipes` says why)."""
+    apps = []
+    for name in sorted(_modules()):
+        module = _modules()[name]
+        try:
+            found = importlib.util.find_spec(module)
+        except (ImportError, ValueError):
+            found = None
+        folders = list(getattr(found, "submodule_search_locations", None) or [])
+        try:
+            if any((Path(f) / "commands.py").is_file() for f in folders):
+                sub = getattr(importlib.import_module(module + ".commands"), "app", None)
+            else:
+                sub = get(name).commands
+            if callable(sub) and not hasattr(sub, "registered_commands"):
+                sub = sub()
+        except (UserError, ImportError):
+            continue
+        if sub is not None and hasattr(sub, "registered_commands"):
+            apps.append(sub)
+    return apps

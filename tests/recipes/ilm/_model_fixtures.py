@@ -1,5 +1,6 @@
 """Fixtures for the ILM model-side tests: a tiny tokenizer with the ILM special tokens, tiny ILM
-examples made from synthetic sentences, and a fake stage context.
+examples made from synthetic sentences, and a trained model (through the recipe harness's fake
+stage context, fairtrial.recipes.testing).
 
 Everything is built in tmp_path from a fixed seed; nothing is downloaded.
 """
@@ -7,8 +8,7 @@ Everything is built in tmp_path from a fixed seed; nothing is downloaded.
 from __future__ import annotations
 
 import json
-import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import torch
 torch.set_num_threads(1)
 
 from fairtrial.recipes.ilm.tokenizer import BLANK_TOKENS, END_INFILL, EOS, START_INFILL
+from fairtrial.recipes.testing import FakeContext  # noqa: F401 (the tests' context)
 
 SUBJECTS = ["She", "He", "The girl", "My friend", "The teacher", "Tom", "Anna", "The dog"]
 VERBS = ["walks", "runs", "goes", "drives", "rides", "talks", "reads", "sings"]
@@ -90,28 +91,6 @@ def tiny_model(tok, n_layer: int = 2, n_embd: int = 32, dropout: float = 0.0, se
                                    dropout=dropout), tok, seed=seed)
 
 
-@dataclass
-class FakeContext:
-    """What a stage function needs from the engine, and nothing more."""
-
-    params: dict[str, Any]
-    out: Path
-    inputs: dict[str, Path]
-    checkpoint_dir: Path
-    seed: int | None = 0
-    device: str = "cpu"
-    log: logging.Logger = field(default_factory=lambda: logging.getLogger("fairtrial.test"))
-    progress_calls: list = field(default_factory=list)
-    heartbeats: int = 0
-    summary: dict | None = None
-
-    def progress(self, done, total=None, unit="it", message=""):
-        self.progress_calls.append((done, total, unit, message))
-
-    def heartbeat(self):
-        self.heartbeats += 1
-
-
 # ---------------------------------------------------------------------------------------------
 # session fixtures: one tiny world (tokenizer, examples, test sets) and one tiny trained model
 
@@ -162,7 +141,7 @@ def world(tmp_path_factory) -> World:
 def trained(world, tmp_path_factory) -> FakeContext:
     """The context of a finished train stage on the tiny world: .out holds model/ and
     train_log.jsonl, .summary the stage's returned summary."""
-    from fairtrial.recipes.ilm.stages_model import train_stage
+    from fairtrial.recipes.ilm.stages import train
 
     root = tmp_path_factory.mktemp("ilm_trained")
     ctx = FakeContext(
@@ -172,6 +151,5 @@ def trained(world, tmp_path_factory) -> FakeContext:
                           "checkpoint_every": 20, "warmup_frac": 0.0}},
         out=root / "out", inputs={"examples": world.examples_dir, "tokenizer": world.tokenizer_dir},
         checkpoint_dir=root / "ck", seed=0)
-    ctx.out.mkdir()
-    ctx.summary = train_stage(ctx)
+    ctx.summary = train(ctx)
     return ctx

@@ -1,8 +1,6 @@
 """The ilm data stages end to end on real CEFR-SP text with a fake stage context, and bad input."""
 
 import json
-import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -11,28 +9,14 @@ from transformers import AutoTokenizer
 
 from fairtrial.recipes.api import StageError
 from fairtrial.recipes.ilm import RECIPE
-from fairtrial.recipes.ilm import stages_data as S
+from fairtrial.recipes.ilm import documents as D
+from fairtrial.recipes.ilm import stages as S
 from fairtrial.recipes.ilm.examples import ExampleShards
 from fairtrial.recipes.ilm.params import IlmParams
+from fairtrial.recipes.testing import FakeContext as Ctx
+from fairtrial.recipes.testing import StageRunner
 
 DATA = (Path(__file__).resolve().parents[3] / ".." / "shared" / "data").resolve()
-
-
-@dataclass
-class Ctx:
-    params: dict
-    out: Path
-    inputs: dict = field(default_factory=dict)
-    seed: int | None = None
-    checkpoint_dir: Path = Path("/nonexistent")
-    log: logging.Logger = logging.getLogger("test")
-    device: str = "cpu"
-
-    def progress(self, done, total=None, unit="it", message=""):
-        pass
-
-    def heartbeat(self):
-        pass
 
 
 def _sample_cefr(tmp_path, n=400):
@@ -45,10 +29,8 @@ def _sample_cefr(tmp_path, n=400):
 
 
 def _run(tmp_path, params, name, inputs):
-    out = tmp_path / name
-    out.mkdir()
-    ctx = Ctx(params=params, out=out, inputs=inputs)
-    return RECIPE.stage(name).fn(ctx), out
+    run = StageRunner(RECIPE, tmp_path, params, dirs=inputs)
+    return run.run(name), run.dirs[name]
 
 
 def test_chain_prepare_tokenizer_examples_testset(tmp_path):
@@ -110,13 +92,13 @@ def test_duplicates_and_groups_never_straddle(tmp_path):
     f.write_text("\n".join(json.dumps(r) for r in rows))
     from fairtrial.data import read_table
 
-    parts = S.split_documents(read_table(f), seed=3)
+    parts = D.split_documents(read_table(f), seed=3)
     norm = {p: {" ".join(d.text.lower().split()) for d in parts[p]} for p in parts}
     assert not (norm["train"] & norm["test"] or norm["train"] & norm["valid"]
                 or norm["valid"] & norm["test"])
     from fairtrial.data import read_onestopenglish
 
-    parts = S.split_documents(read_onestopenglish(DATA / "onestopenglish"), seed=0)
+    parts = D.split_documents(read_onestopenglish(DATA / "onestopenglish"), seed=0)
     topics = {p: {d.meta["topic"] for d in parts[p]} for p in parts}
     assert not (topics["train"] & topics["test"] or topics["valid"] & topics["test"])
     assert len(parts["test"]) % 3 == 0 and len(parts["test"]) > 0

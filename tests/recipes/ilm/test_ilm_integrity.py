@@ -3,9 +3,7 @@ testset): quiet on the fair split, the overlap check fires on a leaky copy, the 
 check fires on a tampered copy."""
 
 import json
-import logging
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,27 +15,11 @@ from fairtrial.recipes.ilm import RECIPE
 from fairtrial.recipes.ilm.examples import ExampleShards
 from fairtrial.recipes.ilm.integrity import document_of
 from fairtrial.recipes.ilm.params import IlmParams
+from fairtrial.recipes.testing import StageRunner
 from fairtrial.scores import eval_set_digest
 
 DATA = (Path(__file__).resolve().parents[3] / ".." / "shared" / "data").resolve()
 ARMS = {"general": "all", "b1": "B1"}
-
-
-@dataclass
-class Ctx:
-    params: dict
-    out: Path
-    inputs: dict = field(default_factory=dict)
-    seed: int | None = None
-    checkpoint_dir: Path = Path("/nonexistent")
-    log: logging.Logger = logging.getLogger("test")
-    device: str = "cpu"
-
-    def progress(self, done, total=None, unit="it", message=""):
-        pass
-
-    def heartbeat(self):
-        pass
 
 
 def _params(data: Path, train_level) -> dict:
@@ -57,14 +39,9 @@ def study(tmp_path_factory):
     data = root / "cefr.tsv"
     data.write_text("\n".join(lines[i] for i in pick) + "\n")
     params = {arm: _params(data, lv) for arm, lv in ARMS.items()}
-    paths = {}
-    for name in ("prepare", "tokenizer", "testset"):
-        out = root / name
-        out.mkdir()
-        RECIPE.stage(name).fn(Ctx(params=params["general"], out=out,
-                                  inputs={n: paths[n] for n in RECIPE.stage(name).needs}))
-        paths[name] = out
-    return paths, params
+    run = StageRunner(RECIPE, root, params["general"])
+    run.upto("testset")  # prepare, tokenizer, testset
+    return dict(run.dirs), params
 
 
 def _copy_prepare(study, tmp_path) -> dict:

@@ -13,30 +13,34 @@ sys.path.insert(0, str(Path(__file__).parent))  # _model_fixtures
 
 from _model_fixtures import FakeContext, trained, world  # noqa: E402,F401
 
-from fairtrial.recipes.api import StageError, StageContext  # noqa: E402
+from fairtrial.recipes.api import StageContext, StageError  # noqa: E402
+from fairtrial.recipes.ilm import RECIPE  # noqa: E402
+from fairtrial.recipes.ilm.evaluate import METRICS  # noqa: E402
 from fairtrial.recipes.ilm.infill import infill, infill_with_answers, to_context  # noqa: E402
-from fairtrial.recipes.ilm.stages_model import (METRICS, MODEL_STAGES,  # noqa: E402
-                                                baseline_stage, evaluate_stage, oom_policy,
-                                                train_stage)
+from fairtrial.recipes.ilm.params import oom_policy  # noqa: E402
+from fairtrial.recipes.ilm.stages import baseline as baseline_stage  # noqa: E402
+from fairtrial.recipes.ilm.stages import evaluate as evaluate_stage  # noqa: E402
+from fairtrial.recipes.ilm.stages import train as train_stage  # noqa: E402
 from fairtrial.scores import REQUIRED  # noqa: E402
 
 
 def _ctx(tmp_path, params, inputs, **kw):
-    out = tmp_path / "out"
-    out.mkdir(parents=True, exist_ok=True)
-    return FakeContext(params=params, out=out, inputs=inputs, checkpoint_dir=tmp_path / "ck", **kw)
+    return FakeContext(params=params, out=tmp_path / "out", inputs=inputs,
+                       checkpoint_dir=tmp_path / "ck", **kw)
 
 
 def test_declarations():
-    by = {s.name: s for s in MODEL_STAGES}
-    assert set(by) == {"train", "evaluate", "baseline"}
+    by = {s.name: s for s in RECIPE.stages}
+    assert list(by) == ["prepare", "tokenizer", "examples", "testset", "train", "evaluate",
+                        "baseline"]
+    assert [s.fn.__module__ for s in RECIPE.stages] == ["fairtrial.recipes.ilm.stages"] * 7
     assert by["train"].seeded and by["train"].checkpoints and by["train"].oom is not None
     assert set(by["train"].needs) == {"examples", "tokenizer"}
     assert by["evaluate"].emits_scores and by["baseline"].emits_scores
     assert set(by["baseline"].needs) == {"prepare", "testset", "tokenizer"}
     assert {m.name for m in METRICS} == {"infill_ppl", "infill_ppl_with_end", "context_ppl"}
     assert all(m.direction == "lower" for m in METRICS)
-    assert isinstance(FakeContext({}, Path("."), {}, Path(".")), StageContext)
+    assert isinstance(FakeContext(params={}, out=Path(".")), StageContext)
 
 
 def test_oom_policy_halves_the_nested_micro_batch():
@@ -170,7 +174,7 @@ def test_train_stage_resumes_from_its_checkpoint_dir(world, tmp_path):
     def die_at_5(done, total=None, unit="it", message=""):
         if done == 5:
             raise Killed
-    killed.progress = die_at_5
+    killed.on_progress = die_at_5
     with pytest.raises(Killed):
         train_stage(killed)
     again = _ctx(tmp_path / "b", params, inputs, seed=3)

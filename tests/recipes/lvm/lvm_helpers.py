@@ -1,60 +1,14 @@
-"""A small stand-in for the engine's StageContext, and helpers to run lvm stages in a chain."""
+"""Data for the lvm tests (a tiny OneStopEnglish-shaped corpus, unit vectors). Stages run through
+the recipe harness, fairtrial.recipes.testing (FakeContext, StageRunner)."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
-from fairtrial.recipes.api import StageContext
 
 REPO = Path(__file__).resolve().parents[3]
 SHARED_DATA = REPO / ".." / "shared" / "data"
-
-
-class FakeContext:
-    def __init__(self, params, out: Path, inputs=None, seed=None, checkpoint_dir=None,
-                 interrupt_after_epochs=None):
-        self.params = params
-        self.seed = seed
-        self.out = Path(out)
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.inputs = dict(inputs or {})
-        self.checkpoint_dir = Path(checkpoint_dir or (self.out.parent / (self.out.name + ".ckpt")))
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        self.log = logging.getLogger("test.lvm")
-        self.device = "cpu"
-        self.progress_calls = []
-        self.heartbeats = 0
-        self.interrupt_after_epochs = interrupt_after_epochs
-
-    def progress(self, done, total=None, unit="it", message=""):
-        self.progress_calls.append((done, total, unit))
-        if unit == "epochs" and self.interrupt_after_epochs == done:
-            raise KeyboardInterrupt("simulated kill")
-
-    def heartbeat(self):
-        self.heartbeats += 1
-
-
-class Chain:
-    """Runs stages one after another in tmp folders, wiring ctx.inputs like the engine."""
-
-    def __init__(self, root: Path, params: dict, seed: int = 0):
-        self.root, self.params, self.seed = Path(root), params, seed
-        self.dirs: dict[str, Path] = {}
-
-    def run(self, name: str, **ctx_kwargs):
-        from fairtrial.recipes.lvm import RECIPE
-
-        stage = RECIPE.stage(name)
-        out = self.root / name
-        ctx = FakeContext(self.params, out, {n: self.dirs[n] for n in stage.needs},
-                          seed=self.seed if stage.seeded else None, **ctx_kwargs)
-        assert isinstance(ctx, StageContext)
-        summary = stage.fn(ctx)
-        self.dirs[name] = out
-        return summary
 
 
 def write_corpus(folder: Path, n_topics: int = 6, levels=("Ele", "Adv"), n_sent: int = 9,

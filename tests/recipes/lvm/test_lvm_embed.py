@@ -7,13 +7,15 @@ import pytest
 
 from fairtrial.recipes.api import StageError
 from fairtrial.recipes.lvm import stages
-from fairtrial.recipes.lvm.embedding import RandomEncoder, VectorCache
-from lvm_helpers import Chain, FakeContext, write_corpus
+from fairtrial.ml.embed import RandomEncoder, VectorCache
+from fairtrial.recipes.lvm import RECIPE
+from fairtrial.recipes.testing import FakeContext, StageRunner
+from lvm_helpers import write_corpus
 
 
 def prepared(tmp_path, embed):
     src = write_corpus(tmp_path / "c", n_topics=4)
-    c = Chain(tmp_path / "run", {"data": str(src), "embed": embed})
+    c = StageRunner(RECIPE, tmp_path / "run", {"data": str(src), "embed": embed})
     c.run("prepare")
     return c
 
@@ -50,7 +52,7 @@ def test_cache_with_another_dimension_is_a_clear_error(tmp_path):
 
 def test_missing_model_path_is_a_clear_error(tmp_path):
     c = prepared(tmp_path, {"model": str(tmp_path / "no-such-model")})
-    with pytest.raises(StageError, match="no such model folder"):
+    with pytest.raises(StageError, match="no such folder"):
         c.run("embed")
     c2 = prepared(tmp_path / "x", {"model": "random:abc"})
     with pytest.raises(StageError, match="random:<dim>"):
@@ -66,7 +68,7 @@ def test_minilm_really_embeds_a_handful_of_sentences(tmp_path):
                                   "Stock markets fell sharply today.")
     (folder / "b.txt").write_text("It rained all day. The match was cancelled.")
     (folder / "c.txt").write_text("The cat sat on the mat.")  # a repeat: encoded once
-    c = Chain(tmp_path / "run", {"data": str(folder), "embed": {"batch_size": 2}})
+    c = StageRunner(RECIPE, tmp_path / "run", {"data": str(folder), "embed": {"batch_size": 2}})
     c.run("prepare")
     s = c.run("embed")
     assert s["dim"] == 384 and s["units"] == 6 and s["encoded"] == 5

@@ -17,7 +17,8 @@ from fairtrial.analysis import AnalysisContext, Decision, Endpoint, StudyDesign,
 from fairtrial.recipes.lvm import RECIPE
 from fairtrial.recipes.lvm.params import LvmParams
 from fairtrial.scores import eval_set_digest
-from lvm_helpers import FakeContext, write_corpus
+from fairtrial.recipes.testing import FakeContext
+from lvm_helpers import write_corpus
 
 FRACTIONS = {"half": 0.5, "full": 1.0}
 BASE = {"window": {"k": 3}, "split": {"seed": 1, "val": 0.2, "test": 0.3}}
@@ -155,24 +156,38 @@ def test_tampered_split_fires_reproducibility(study, tmp_path):
     assert "train_eval_overlap" not in {f.code for f in result.findings}
 
 
-def test_duplicated_document_in_the_data_is_overlap_not_a_split_fault(tmp_path):
-    """A test document copied under another topic in the corpus: the split is what its seed
-    gives (reproducible), but the copy can land in training, and the overlap check finds it."""
+def test_duplicated_document_in_the_data_never_straddles_the_split(tmp_path):
+    """A test document copied under another topic in the corpus: prepare keeps the copy in the
+    original's split for every seed (fairtrial.data.split: duplicates join one group), the split
+    stays reproducible, and no test window overlaps training. Before prepare version 2 some seeds
+    put the copy in training and the overlap check fired."""
     src = write_corpus(tmp_path / "corpus", n_topics=12)
     ele = src / "Texts-SeparatedByReadingLevel" / "Ele-Txt"
     shutil.copy(ele / "Topic0-ele.txt", ele / "Copy0-ele.txt")
-    for seed in range(20):
+    tested = None
+    for seed in range(12):
         root = tmp_path / f"s{seed}"
         paths, params = _build(root, src, split={**BASE["split"], "seed": seed})
-        docs = {d["doc_id"]: d["split"] for d in
+        docs = {d["doc_id"]: d for d in
                 pq.read_table(paths["full"]["prepare"] / "documents.parquet").to_pylist()}
-        where = {docs["Ele/Topic0"], docs["Ele/Copy0"]}
-        if where == {"train", "test"}:
-            break
-        shutil.rmtree(root)
-    else:
-        pytest.fail("no seed in 0..19 put the copy and the original on both sides")
-    params = {"full": params["full"]}
-    _, result = _analyze({"full": paths["full"]}, params)
+        original, copy = docs["Ele/Topic0"], docs["Ele/Copy0"]
+        assert copy["split"] == original["split"], seed
+        assert copy["group"] == original["group"] == "Copy0"  # the smaller key anchors the group
+        assert (copy["key"], original["key"]) == ("Copy0", "Topic0")
+        if original["split"] == "test" and tested is None:
+            tested = (paths, params)
+    assert tested is not None, "no seed in 0..11 put the original in test"
+    paths, params = tested
+    _, result = _analyze({"full": paths["full"]}, {"full": params["full"]})
     codes = {f.code for f in result.findings}
-    assert "train_eval_overlap" in codes and "split_not_reproducible" not in codes
+    assert "train_eval_overlap" not in codes and "split_not_reproducible" not in codes
+
+    # a copy moved into training by hand is a split that its seed does not give
+    prep = paths["full"]["prepare"]
+    rows = pq.read_table(prep / "documents.parquet").to_pylist()
+    for d in rows:
+        if d["doc_id"] == "Ele/Copy0":
+            d["split"], d["group_rank"] = "train", 0
+    pq.write_table(pa.Table.from_pylist(rows), prep / "documents.parquet")
+    _, result = _analyze({"full": paths["full"]}, {"full": params["full"]})
+    assert "split_not_reproducible" in {f.code for f in result.findings}

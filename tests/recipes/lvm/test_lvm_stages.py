@@ -8,10 +8,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from fairtrial.recipes.api import StageError
-from fairtrial.recipes.lvm import RECIPE, stages
+from fairtrial.recipes.lvm import RECIPE
 from fairtrial.recipes.lvm.params import LvmParams
 from fairtrial.scores import read_item_scores
-from lvm_helpers import Chain, FakeContext, write_corpus
+from fairtrial.recipes.testing import StageRunner
+from lvm_helpers import write_corpus
 
 TINY = {"embed": {"model": "random:16"}, "window": {"k": 3},
         "split": {"seed": 1, "val": 0.2, "test": 0.3},
@@ -21,7 +22,7 @@ TINY = {"embed": {"model": "random:16"}, "window": {"k": 3},
 
 def chain(tmp_path, source, **over):
     params = {**TINY, "data": str(source), **over}
-    return Chain(tmp_path / "run", params, seed=0)
+    return StageRunner(RECIPE, tmp_path / "run", params, seed=0)
 
 
 def test_prepare_keeps_a_topics_levels_in_one_split(tmp_path, corpus):
@@ -98,9 +99,19 @@ def test_csv_and_jsonl_documents(tmp_path):
         c = chain(tmp_path / src.suffix[1:], src)
         s = c.run("prepare")
         assert s["documents"] == 8 and s["units"] == 48 and s["group_by"] == "document"
+        docs = pq.read_table(c.dirs["prepare"] / "documents.parquet").to_pylist()
+        assert [d["doc_id"] for d in docs] == [f"d{i}" for i in range(8)]
+    # no id column: fairtrial.data.readers' rule, "<file stem>:<data row>"
+    noid = tmp_path / "noid.csv"
+    noid.write_text("text\n" + "\n".join(f'"{r["text"]}"' for r in rows))
+    docs = chain(tmp_path / "noid", noid)
+    docs.run("prepare")
+    ids = pq.read_table(docs.dirs["prepare"] / "documents.parquet")["doc_id"].to_pylist()
+    assert ids == [f"noid:{i}" for i in range(1, 9)]
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"body": "x"}\n')
-    with pytest.raises(StageError, match=r"bad.jsonl:1: no 'text' field .*data.text_field"):
+    with pytest.raises(StageError, match=r"bad.jsonl: missing column\(s\) 'text'; "
+                                         r"found: 'body'.*data.text_field"):
         chain(tmp_path / "bad", bad).run("prepare")
     with pytest.raises(StageError, match="is neither an existing file or folder nor a known data set"):
         chain(tmp_path / "missing", tmp_path / "nope").run("prepare")

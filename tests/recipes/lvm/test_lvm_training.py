@@ -5,10 +5,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from lvm_helpers import unit_vectors
 
 from fairtrial.recipes.lvm import stages
-from fairtrial.recipes.lvm.models import ARCHITECTURES
-from lvm_helpers import FakeContext, unit_vectors
+from fairtrial.recipes.lvm.models import ARCHITECTURES, load_model, predict
+from fairtrial.recipes.testing import FakeContext, kill_at
 
 K, DIM = 3, 16
 
@@ -43,16 +44,16 @@ def test_each_architecture_overfits_and_reloads(tmp_path, arch):
     hist = json.loads((ctx.out / "history.json").read_text())
     assert hist[-1]["train_loss"] < 0.05 * hist[0]["train_loss"]
     assert summary["best_val_loss"] < 0.03
-    model = stages.load_model(ctx.out)
+    model = load_model(ctx.out)
     ctx_v, tgt = vecs[w[:, :-1]], vecs[w[:, -1]]
-    pred = stages.predict(model, ctx_v)
+    pred = predict(model, ctx_v)
     cos = (pred * tgt).sum(1) / np.linalg.norm(pred, axis=1) / np.linalg.norm(tgt, axis=1)
     assert cos.min() > 0.97
     # the checkpoint's best weights and the artifact's model give identical outputs
     ck = torch.load(ctx.checkpoint_dir / "last.pt", weights_only=False)
-    again = stages.load_model(ctx.out)
+    again = load_model(ctx.out)
     again.load_state_dict(ck["state"]["best_model"])
-    np.testing.assert_array_equal(stages.predict(again, ctx_v), pred)
+    np.testing.assert_array_equal(predict(again, ctx_v), pred)
 
 
 @pytest.mark.parametrize("arch", ["transformer", "gru"])
@@ -65,7 +66,7 @@ def test_interrupted_training_resumes_to_the_same_curve_and_weights(tmp_path, ar
 
     ck = tmp_path / "ckpt"
     killed = FakeContext(p, tmp_path / "killed", inputs, seed=5, checkpoint_dir=ck,
-                         interrupt_after_epochs=3)
+                         on_progress=kill_at(3, "epochs"))
     with pytest.raises(KeyboardInterrupt):
         stages.train(killed)
     assert not (tmp_path / "killed" / "model.pt").exists()
@@ -75,8 +76,8 @@ def test_interrupted_training_resumes_to_the_same_curve_and_weights(tmp_path, ar
     h1 = json.loads((straight.out / "history.json").read_text())
     h2 = json.loads((resumed.out / "history.json").read_text())
     assert h1 == h2  # the same loss curve, float for float
-    a = stages.predict(stages.load_model(straight.out), vecs[w[:, :-1]])
-    b = stages.predict(stages.load_model(resumed.out), vecs[w[:, :-1]])
+    a = predict(load_model(straight.out), vecs[w[:, :-1]])
+    b = predict(load_model(resumed.out), vecs[w[:, :-1]])
     np.testing.assert_array_equal(a, b)
     # and a different seed really trains differently (the comparison above can fail)
     other = FakeContext(p, tmp_path / "other", inputs, seed=6)

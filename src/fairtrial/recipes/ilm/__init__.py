@@ -2,39 +2,44 @@
 Models to Fill in the Blanks").
 
 Stages: prepare -> tokenizer -> examples (per arm's train_level) and testset (shared by all arms)
--> train -> evaluate, plus the unigram baseline. The data stages live in stages_data.py, the model
-stages in stages_model.py; the data side works on its own when the model side is absent.
+-> train -> evaluate, plus the unigram baseline. Params: params.py; stage functions: stages.py;
+library modules: documents, tokenizer, masking, examples, model, train, evaluate, unigram, infill;
+the report's integrity hook: integrity.py. docs/recipes/ilm.md and ilm-model.md describe them.
 """
 
 from __future__ import annotations
 
 from fairtrial.recipes.api import Recipe, Resources, Stage
-from fairtrial.recipes.ilm import stages_data as _d
-from fairtrial.recipes.ilm.integrity import integrity as _integrity
-from fairtrial.recipes.ilm.params import IlmParams
-
-DATA_STAGES = (
-    Stage("prepare", _d.prepare, version="1", params=("data", "split"),
-          input_files=_d.prepare_input_files, resources=Resources(cpus=1, memory_gb=1)),
-    Stage("tokenizer", _d.tokenizer, version="1", params=("tokenizer",), needs=("prepare",),
-          resources=Resources(cpus=1, memory_gb=1)),
-    Stage("examples", _d.examples, version="3", params=("masking", "train_level"),
-          needs=("prepare", "tokenizer"), resources=Resources(cpus=2, memory_gb=2)),
-    Stage("testset", _d.testset, version="4", params=("testset",),
-          needs=("prepare", "tokenizer"), resources=Resources(cpus=1, memory_gb=1)),
-)
-
-try:  # the model side (train, evaluate, baseline) lands separately; the data side works alone
-    from fairtrial.recipes.ilm.stages_model import METRICS, MODEL_STAGES
-except ImportError:  # pragma: no cover - only before stages_model.py exists
-    METRICS, MODEL_STAGES = (), ()
+from fairtrial.recipes.ilm import stages
+from fairtrial.recipes.ilm.documents import input_files
+from fairtrial.recipes.ilm.evaluate import METRICS
+from fairtrial.recipes.ilm.integrity import integrity
+from fairtrial.recipes.ilm.params import IlmParams, oom_policy
 
 RECIPE = Recipe(
     name="ilm",
     params=IlmParams,
-    stages=(*DATA_STAGES, *MODEL_STAGES),
-    metrics=tuple(METRICS),
     description="Infilling language models: does a model trained on one level fill blanks in that "
                 "level's texts better than a general one?",
-    integrity=_integrity,
+    stages=(
+        Stage("prepare", stages.prepare, version="1", params=("data", "split"),
+              input_files=input_files, resources=Resources(cpus=1, memory_gb=1)),
+        Stage("tokenizer", stages.tokenizer, version="1", params=("tokenizer",),
+              needs=("prepare",), resources=Resources(cpus=1, memory_gb=1)),
+        Stage("examples", stages.examples, version="3", params=("masking", "train_level"),
+              needs=("prepare", "tokenizer"), resources=Resources(cpus=2, memory_gb=2)),
+        Stage("testset", stages.testset, version="4", params=("testset",),
+              needs=("prepare", "tokenizer"), resources=Resources(cpus=1, memory_gb=1)),
+        Stage("train", stages.train, version="1", params=("model", "train"),
+              needs=("examples", "tokenizer"), seeded=True, checkpoints=True, oom=oom_policy,
+              resources=Resources(cpus=1, gpus=0, memory_gb=2)),
+        Stage("evaluate", stages.evaluate, version="2", params=("eval",),
+              needs=("train", "testset", "tokenizer"), emits_scores=True,
+              resources=Resources(cpus=1, gpus=0, memory_gb=1)),
+        Stage("baseline", stages.baseline, version="2", params=("train_level",),
+              needs=("prepare", "testset", "tokenizer"), emits_scores=True,
+              resources=Resources(cpus=1, gpus=0, memory_gb=1)),
+    ),
+    metrics=tuple(METRICS),
+    integrity=integrity,
 )

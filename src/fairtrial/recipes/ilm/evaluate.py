@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
-
 from fairtrial.recipes.api import Metric
+from fairtrial.recipes.ilm.params import EvalParams  # noqa: F401
 from fairtrial.recipes.ilm.train import CONTEXT, END, INFILL, objective
 
 METRICS = (
@@ -46,16 +45,6 @@ METRIC_KINDS = {
     "infill_ppl_with_end": (INFILL, END),
     "context_ppl": (CONTEXT,),
 }
-
-
-class EvalParams(BaseModel):
-    """`[params.eval]` of an ilm study."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    batch_size: int = Field(32, ge=1)
-    levels: list[str] | None = None
-    """Test levels to score; None: every level the testset stage wrote."""
 
 
 # ---------------------------------------------------------------------------------------------

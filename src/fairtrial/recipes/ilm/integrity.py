@@ -23,7 +23,7 @@ from typing import Any
 
 from fairtrial.recipes.api import StageError
 from fairtrial.recipes.ilm import params as P
-from fairtrial.recipes.ilm import stages_data as S
+from fairtrial.recipes.ilm import documents as D
 from fairtrial.recipes.ilm.examples import ExampleShards
 
 SHOW = 3   # mismatching ids named in a detail message
@@ -49,7 +49,7 @@ def integrity(paths: dict[str, Path], params: dict[str, Any]) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- texts
 
 def _rows(path: Path) -> list[dict]:
-    return list(S.read_split(path)) if path.exists() else []
+    return list(D.read_split(path)) if path.exists() else []
 
 
 def train_texts(prep: Path, train_level: str | list[str]) -> list[str]:
@@ -146,9 +146,9 @@ def _rederive(prep: Path, params: dict, sp: P.SplitParams,
     """(differences from the re-derived split, why it could not be re-derived or None)."""
     try:
         dp = P.DataParams.model_validate(params["data"])
-        path = S.data_path(params)
-        docs = S.load_documents(dp, path)
-        again = S.split_documents(docs, sp.train, sp.valid, sp.test, sp.seed)
+        path = D.data_path(params)
+        docs = D.load_documents(dp, path)
+        again = D.split_documents(docs, sp.train, sp.valid, sp.test, sp.seed)
     except (StageError, ValueError, OSError, KeyError) as e:
         return [], f"not re-derived ({e})"
     problems = []
@@ -157,7 +157,7 @@ def _rederive(prep: Path, params: dict, sp: P.SplitParams,
     if then is not None and then != len(docs):
         problems.append(f"the data source {path} now has {len(docs)} documents, the artifact was "
                         f"made from {then}: the source changed since prepare")
-    for part in S.PARTS:
+    for part in D.PARTS:
         bad = _diff(f"{part}.jsonl", [_key(r) for r in parts[part]],
                     [_key({"id": d.id, "level": d.level, "text": d.text, "strata": d.strata})
                      for d in again[part]])
@@ -171,7 +171,7 @@ def prepare_split(prep: Path, params: dict) -> dict[str, Any]:
     re-derived from the seed and the source. When the source cannot be read (moved, another
     machine) only the consistency is checked, and the details say so."""
     sp = P.SplitParams.model_validate(params.get("split") or {})
-    parts = {part: _rows(prep / f"{part}.jsonl") for part in S.PARTS}
+    parts = {part: _rows(prep / f"{part}.jsonl") for part in D.PARTS}
     problems = _consistency(prep, parts)
     diffs, skipped = _rederive(prep, params, sp, parts)
     problems += diffs

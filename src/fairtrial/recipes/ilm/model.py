@@ -19,40 +19,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
 # The ILM special tokens (Donahue et al. 2020) and their ids come from the data side's tokenizer
 # module, so both sides of the recipe look them up the same way.
 from fairtrial.recipes.ilm.tokenizer import (BLANK_TOKENS, END_INFILL, EOS,  # noqa: E402,F401
                                              START_INFILL, special_ids)
+from fairtrial.recipes.ilm.params import ModelParams  # noqa: E402,F401 (declared with all params)
 
 # The name of the resolved-config file saved beside every model folder and checkpoint.
 CONFIG_FILE = "fairtrial_config.json"
-
-
-class ModelParams(BaseModel):
-    """`[params.model]` of an ilm study."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    pretrained: str | None = None
-    """Hub name ("gpt2") or local folder of a pretrained causal LM; None builds from the sizes below."""
-    n_layer: int = Field(4, ge=1)
-    n_embd: int = Field(128, ge=8)
-    n_head: int = Field(4, ge=1)
-    n_positions: int = Field(256, ge=16)
-    """Longest example the model can read (context + all infills)."""
-    dropout: float = Field(0.1, ge=0.0, lt=1.0)
-    """Residual, embedding and attention dropout of a from-scratch model (pretrained: kept as saved)."""
-    memory_gb: float | None = Field(None, gt=0)
-    """Memory the train stage may use; None: what the device has free. Checked before loading."""
-
-    @model_validator(mode="after")
-    def _heads_divide(self) -> "ModelParams":
-        if self.pretrained is None and self.n_embd % self.n_head:
-            raise ValueError(f"model.n_embd ({self.n_embd}) must be a multiple of "
-                             f"model.n_head ({self.n_head})")
-        return self
 
 
 # ---------------------------------------------------------------------------------------------

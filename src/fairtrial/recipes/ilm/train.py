@@ -17,47 +17,9 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from pydantic import Field, model_validator
 
-from fairtrial.ml.causal_lm.params import LoopParams
-
-# ---------------------------------------------------------------------------------------------
-# parameters (defaults visible here)
-
-LR_FROM_SCRATCH = 2e-3
-"""Peak learning rate of a fresh model when `train.lr` is not given. Measured on CEFR-SP (2-layer,
-n_embd 64, 150 steps of 32): 5e-4 ends level with the unigram baseline, 2e-3 well below it."""
-LR_PRETRAINED = 1e-4
-"""Peak learning rate when fine-tuning a pretrained model and `train.lr` is not given."""
-
-
-class TrainParams(LoopParams):
-    """`[params.train]` of an ilm study: the shared loop's params (fairtrial.ml.causal_lm.params:
-    steps, batch, optimizer, schedule, precision, batching, validation, checkpoints) and the loss
-    weights of ILM targets."""
-
-    context_weight: float = Field(1.0, ge=0)
-    infill_weight: float = Field(1.0, ge=0)
-    infill_only: bool = False
-    """Loss on infill targets only (sets context_weight to 0)."""
-
-    @model_validator(mode="after")
-    def _some_loss(self) -> "TrainParams":
-        if self.infill_weight == 0 and (self.infill_only or self.context_weight == 0):
-            raise ValueError("train.infill_weight and train.context_weight are both 0: "
-                             "nothing to learn from")
-        return self
-
-    def resolved(self, pretrained: bool) -> "TrainParams":
-        """These params with the learning rate filled in."""
-        if self.lr is not None:
-            return self
-        return self.model_copy(update={"lr": LR_PRETRAINED if pretrained else LR_FROM_SCRATCH})
-
-    @property
-    def effective_context_weight(self) -> float:
-        return 0.0 if self.infill_only else self.context_weight
-
+# the params (and their learning-rate defaults) are declared with all others in params.py
+from fairtrial.recipes.ilm.params import LR_FROM_SCRATCH, LR_PRETRAINED, TrainParams  # noqa: F401
 
 # ---------------------------------------------------------------------------------------------
 # target kinds: what each next-token target is, shared with evaluate.py

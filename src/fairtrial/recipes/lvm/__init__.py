@@ -6,42 +6,18 @@ windows) are split, by a seed, with topic groups kept whole; training-size arms 
 every model is scored next to trivial baselines (copy the last vector, the mean of the context, a
 ridge regression) on the same test windows, per window, so the analysis can put intervals on it.
 
-Library modules (usable without the engine): corpus, split, embedding, windows, models, losses,
-training, scoring. Stage functions: stages. Params: params.LvmParams.
+Params: params.py; stage functions: stages.py; library modules (usable without the engine):
+corpus, split, windows, models, losses, training, scoring, with fairtrial.data (readers, the
+splitter) and fairtrial.ml (embed, checkpoints, schedules) underneath; integrity.py.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from fairtrial.recipes.api import Metric, Recipe, Resources, Stage
 from fairtrial.recipes.lvm import stages
-from fairtrial.recipes.lvm.integrity import integrity as _integrity
-from fairtrial.recipes.lvm.params import LvmParams, parse
-
-
-def _data_files(params: dict[str, Any]):
-    """Called by the planner (before any stage runs): a missing data set is bad input."""
-    from fairtrial.errors import UserError
-    from fairtrial.recipes.lvm.corpus import resolve_source
-
-    try:
-        return [resolve_source(parse(params).data.source)]
-    except ValueError as e:
-        raise UserError(f"params.data: {e}") from e
-
-
-def _halve_batch(params: dict[str, Any]) -> dict[str, Any] | None:
-    """OOM policy: halve train.batch_size, double train.grad_accum (same effective batch; note
-    that InfoNCE then sees fewer in-batch negatives per micro-batch)."""
-    tr = dict(params.get("train") or {})
-    mb = int(tr.get("batch_size", 256))
-    if mb <= 8:
-        return None
-    tr["batch_size"] = mb // 2
-    tr["grad_accum"] = int(tr.get("grad_accum", 1)) * 2
-    return {**params, "train": tr}
-
+from fairtrial.recipes.lvm.corpus import input_files
+from fairtrial.recipes.lvm.integrity import integrity
+from fairtrial.recipes.lvm.params import LvmParams, oom_policy
 
 RECIPE = Recipe(
     name="lvm",
@@ -49,15 +25,17 @@ RECIPE = Recipe(
     description="Next-sentence-vector prediction: architectures x training-set size, with "
                 "document-level splits, nested training subsets and trivial baselines.",
     stages=(
-        Stage("prepare", stages.prepare, version="1", params=("data", "split"),
-              input_files=_data_files, resources=Resources(cpus=1, memory_gb=1)),
+        # version 2: duplicates (exact or normalised texts) never straddle splits
+        # (fairtrial.data.split), and documents are read by fairtrial.data.readers
+        Stage("prepare", stages.prepare, version="2", params=("data", "split"),
+              input_files=input_files, resources=Resources(cpus=1, memory_gb=1)),
         Stage("embed", stages.embed, version="1", params=("embed",), needs=("prepare",),
               resources=Resources(cpus=2, memory_gb=2)),
         Stage("windows", stages.windows, version="1",
               params=("window", "train_fraction"), needs=("prepare",),
               resources=Resources(cpus=1, memory_gb=0.5)),
         Stage("train", stages.train, version="1", params=("arch", "model", "train"),
-              needs=("embed", "windows"), seeded=True, checkpoints=True, oom=_halve_batch,
+              needs=("embed", "windows"), seeded=True, checkpoints=True, oom=oom_policy,
               resources=Resources(cpus=1, memory_gb=1.5)),
         Stage("baselines", stages.baselines, version="1", params=("baselines",),
               needs=("embed", "windows"), resources=Resources(cpus=1, memory_gb=1)),
@@ -73,5 +51,5 @@ RECIPE = Recipe(
         Metric("recall_at_5", "higher", "mean", "true next unit in the top 5"),
         Metric("rank", "lower", "median", "rank of the true next unit (1 = best)"),
     ),
-    integrity=_integrity,
+    integrity=integrity,
 )

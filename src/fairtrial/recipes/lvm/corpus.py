@@ -1,24 +1,19 @@
 """Documents in, sentence units out.
 
-Readers for named data sets live in fairtrial.data (shared with the other recipes); this module
-adds the generic formats the lvm recipe accepts (a folder of .txt files, CSV, JSONL) and turns a
-document into units of `unit_sentences` sentences. Library code: raises ValueError naming the file,
-row or parameter; the stage turns it into a StageError.
+The readers are fairtrial.data.readers' (one Document type for every recipe, strict UTF-8, BOM
+stripped, an empty text is an error naming the row); this module maps the lvm data formats (a
+data set name, a folder of .txt files, CSV, JSONL) onto them and turns a document into units of
+`unit_sentences` sentences. Library code: raises ValueError naming the file, row or parameter;
+the stage turns it into a StageError.
 """
 
 from __future__ import annotations
 
-import csv
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
-@dataclass
-class Doc:
-    id: str
-    text: str
-    meta: dict[str, Any] = field(default_factory=dict)
+from fairtrial.data import readers as R
+from fairtrial.data.readers import Document
 
 
 # -- locating data ---------------------------------------------------------------------------
@@ -33,6 +28,18 @@ def resolve_source(source: str) -> Path:
     except UserError as e:
         raise ValueError(f"{e}. Give a data set name, a folder of .txt files, or a .csv or "
                          ".jsonl file") from e
+
+
+def input_files(params: dict[str, Any]) -> list[Path]:
+    """The planner's hook (before any stage runs): the data path, whose content digest enters the
+    prepare key. A missing data set is bad input."""
+    from fairtrial.errors import UserError
+    from fairtrial.recipes.lvm.params import parse
+
+    try:
+        return [resolve_source(parse(params).data.source)]
+    except ValueError as e:
+        raise UserError(f"params.data: {e}") from e
 
 
 def detect_format(path: Path, fmt: str) -> str:
@@ -52,80 +59,38 @@ def detect_format(path: Path, fmt: str) -> str:
                      "onestopenglish, text, csv, jsonl")
 
 
-# -- readers ---------------------------------------------------------------------------------
+# -- readers (fairtrial.data.readers: one Document type, one set of rules) --------------------
 
 def read_documents(path: Path, fmt: str, text_field: str = "text",
-                   id_field: str = "id") -> list[Doc]:
+                   id_field: str = "id") -> list[Document]:
+    """The lvm data formats, read by fairtrial.data.readers. Documents have no level except in
+    OneStopEnglish (Ele/Int/Adv) or where a CSV/JSONL row has a "level" column (meta["level"]);
+    other CSV/JSONL columns go into meta (split.group_by may name one)."""
     fmt = detect_format(path, fmt)
     if fmt == "onestopenglish":
-        return _read_onestopenglish(path)
+        return R.read_onestopenglish(path)
     if fmt == "text":
-        return _read_text_folder(path)
-    if fmt == "csv":
-        return _read_rows(path, _csv_rows(path), text_field, id_field)
-    if fmt == "jsonl":
-        return _read_rows(path, _jsonl_rows(path), text_field, id_field)
+        if not any(path.rglob("*.txt")):
+            raise ValueError(f"{path}: no .txt files found (one document per file expected)")
+        return R.read_text_folder(path, level_pattern=None)
+    if fmt in ("csv", "jsonl"):
+        try:
+            return R.read_table(path, text_column=text_field, level_column=None,
+                                id_column=id_field, id_optional=True, keep_columns=True)
+        except ValueError as e:
+            if "missing column" in str(e):
+                raise ValueError(f"{e}; set data.text_field to the text column") from None
+            raise
     raise ValueError(f"unknown data.format {fmt!r}")
 
 
-def _read_onestopenglish(path: Path) -> list[Doc]:
-    from fairtrial.data.readers import read_onestopenglish
-
-    docs = []
-    for d in read_onestopenglish(path):
-        meta = dict(getattr(d, "meta", None) or {})
-        level = getattr(d, "level", None)
-        if level is not None:
-            meta.setdefault("level", str(level))
-        docs.append(Doc(id=str(d.id), text=d.text, meta=meta))
-    return docs
-
-
-def _read_text_folder(path: Path) -> list[Doc]:
-    files = sorted(p for p in path.rglob("*.txt") if p.is_file())
-    if not files:
-        raise ValueError(f"{path}: no .txt files found (one document per file expected)")
-    docs = []
-    for f in files:
-        rel = f.relative_to(path)
-        meta = {"folder": str(rel.parent)} if str(rel.parent) != "." else {}
-        docs.append(Doc(id=str(rel.with_suffix("")), text=f.read_text(encoding="utf-8-sig"),
-                        meta=meta))
-    return docs
-
-
-def _csv_rows(path: Path):
-    delim = "\t" if path.suffix.lower() == ".tsv" else ","
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        for i, row in enumerate(csv.DictReader(f, delimiter=delim), start=2):
-            yield i, row
-
-
-def _jsonl_rows(path: Path):
-    from fairtrial.data.readers import iter_jsonl
-
-    return iter_jsonl(path)
-
-
-def _read_rows(path: Path, rows, text_field: str, id_field: str) -> list[Doc]:
-    docs, seen = [], set()
-    for line, row in rows:
-        if text_field not in row:
-            raise ValueError(f"{path}:{line}: no {text_field!r} field (columns: "
-                             f"{', '.join(map(str, row))}); set data.text_field")
-        text = row[text_field]
-        if not isinstance(text, str):
-            raise ValueError(f"{path}:{line}: {text_field!r} is not a string")
-        doc_id = str(row.get(id_field, f"row{line}"))
-        if doc_id in seen:
-            raise ValueError(f"{path}:{line}: duplicate document id {doc_id!r} in {id_field!r}")
-        seen.add(doc_id)
-        meta = {k: v for k, v in row.items() if k not in (text_field, id_field)
-                and isinstance(v, (str, int, float, bool))}
-        docs.append(Doc(id=doc_id, text=text, meta=meta))
-    if not docs:
-        raise ValueError(f"{path}: no documents")
-    return docs
+def field_of(d: Document, name: str) -> str | None:
+    """A document's value for `name` (split.group_by, the level filter): its level for "level"
+    when it has one, else its metadata."""
+    if name == "level" and d.level:
+        return d.level
+    v = d.meta.get(name)
+    return None if v in (None, "") else str(v)
 
 
 # -- units -----------------------------------------------------------------------------------

@@ -7,8 +7,8 @@ Pure over files; it reads what the stages already write and changes none of it.
   eval_texts   {"test": {window id -> the same text of that test window}}, keyed like the
                evaluate stage's item scores ("<doc_id>#<target position>")
   splits       "document split": documents.parquet's split and training order re-derived from
-               split.seed and the stored document groups with prepare's own assign_splits and
-               train_order; "windows (train_fraction f)": every split's windows re-derived
+               split.seed and the stored document keys and groups with prepare's own
+               split_joined; "windows (train_fraction f)": every split's windows re-derived
                from the documents with the windows stage's own nested_subset and build_windows
 
 Why a window (context + target) and not the target sentence alone: an item is "predict this unit
@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
+from fairtrial.data.split import nested_subset, split_joined
 from fairtrial.recipes.lvm.params import LvmParams, parse
-from fairtrial.recipes.lvm.split import assign_splits, nested_subset, train_order
 from fairtrial.recipes.lvm.windows import build_windows
 
 EVAL_SET = "test"   # the eval set name the evaluate stage writes
@@ -72,23 +72,22 @@ def _examples(items: list[str]) -> str:
 
 
 def document_split(prep: Path, docs: list[dict], p: LvmParams) -> dict[str, Any]:
-    """Re-derive each document's split and training-order rank from the seed and the stored
-    groups (the same input prepare gave assign_splits) and compare."""
+    """Re-derive each document's split and training-order rank from the seed, the stored keys and
+    groups (the same input prepare gave split_joined) and compare."""
     sp = p.split
     problems: list[str] = []
     groups = [str(d["group"]) for d in docs]
+    keys = [str(d["key"]) if d.get("key") is not None else g for d, g in zip(docs, groups)]
     try:
-        split_of = assign_splits(groups, sp.seed, sp.val, sp.test)
+        split_of, rank = split_joined(keys, groups, sp.seed, sp.val, sp.test)
     except ValueError as e:
         split_of = None
         problems.append(f"the stored groups cannot be split with these params: {e}")
     if split_of is not None:
-        order = train_order([g for g in groups if split_of[g] == "train"], sp.seed)
-        rank = {g: i for i, g in enumerate(order)}
-        moved = [f"{d['doc_id']} ({split_of[g]} -> {d['split']})" for d, g in zip(docs, groups)
-                 if d["split"] != split_of[g]]
-        reranked = [d["doc_id"] for d, g in zip(docs, groups)
-                    if d["split"] == split_of[g] and d["group_rank"] != rank.get(g, -1)]
+        moved = [f"{d['doc_id']} ({s} -> {d['split']})" for d, s in zip(docs, split_of)
+                 if d["split"] != s]
+        reranked = [d["doc_id"] for d, s, r in zip(docs, split_of, rank)
+                    if d["split"] == s and d["group_rank"] != r]
         if moved:
             problems.append("documents in another split than the seed gives: " + _examples(moved))
         if reranked:

@@ -2,11 +2,16 @@
 
 Sizes are parameters (hidden, layers, heads); the defaults in params.py are small enough for a
 laptop CPU. Every model ends in `_finish`, which optionally projects to the unit sphere: sentence
-embeddings (MiniLM) are unit vectors, so predictions are compared by cosine.
+embeddings (MiniLM) are unit vectors, so predictions are compared by cosine. `load_model`,
+`predict` and `latency_ms` serve the evaluate stage (and tests) with a trained model.pt.
 """
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -151,3 +156,39 @@ def build_model(arch: str, dim: int, k: int, **model_params) -> nn.Module:
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown arch {arch!r}; known: {', '.join(ARCHITECTURES)}")
     return ARCHITECTURES[arch](dim=dim, k=k, **model_params)
+
+
+# -- a trained model: load it, predict with it, time it (the evaluate stage) ------------------
+
+def load_model(train_dir: Path, device: str = "cpu"):
+    ck = torch.load(Path(train_dir) / "model.pt", map_location=device, weights_only=False)
+    c = ck["config"]
+    model = build_model(c["arch"], c["dim"], c["k"], **c["model"])
+    model.load_state_dict(ck["state_dict"])
+    return model.to(device).eval()
+
+
+def predict(model, contexts: np.ndarray, batch_size: int = 1024, device: str = "cpu"):
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(contexts), batch_size):
+            xb = torch.as_tensor(np.asarray(contexts[s:s + batch_size]), dtype=torch.float32,
+                                 device=device)
+            out.append(model(xb).float().cpu().numpy())
+    return np.concatenate(out) if out else np.empty((0, contexts.shape[-1]), np.float32)
+
+
+def latency_ms(model, contexts: np.ndarray, batch: int, device: str, repeats: int) -> float:
+    """Median milliseconds per forward call at this batch size (after one warm-up call)."""
+    reps = np.resize(contexts, (batch,) + contexts.shape[1:]) if len(contexts) else contexts
+    xb = torch.as_tensor(np.asarray(reps), dtype=torch.float32, device=device)
+    times = []
+    with torch.no_grad():
+        model(xb)
+        for _ in range(repeats):
+            t = time.perf_counter()
+            model(xb)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t)
+    return round(1000 * float(np.median(times)), 3)

@@ -10,7 +10,7 @@ Top-level keys map to stages (a stage's cache key holds only the keys it consume
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -155,3 +155,15 @@ def parse(params: dict) -> LvmParams:
     """Stage-side parse of ctx.params (validated already at the study boundary; this fills the
     defaults of keys a stage does not consume)."""
     return LvmParams.model_validate(dict(params or {}))
+
+
+def oom_policy(params: dict[str, Any]) -> dict[str, Any] | None:
+    """OOM policy: halve train.batch_size, double train.grad_accum (same effective batch; note
+    that InfoNCE then sees fewer in-batch negatives per micro-batch)."""
+    tr = dict(params.get("train") or {})
+    mb = int(tr.get("batch_size", 256))
+    if mb <= 8:
+        return None
+    tr["batch_size"] = mb // 2
+    tr["grad_accum"] = int(tr.get("grad_accum", 1)) * 2
+    return {**params, "train": tr}

