@@ -1,7 +1,8 @@
 """The record store on PostgreSQL (any SQLAlchemy URL works through FAIRTRIAL_DB_URL).
 
-Opt-in: set FAIRTRIAL_TEST_PG_URL to an empty database's URL, e.g.
-postgresql+psycopg://ft:ft@localhost/fairtrial (needs `pip install 'fairtrial[postgres]'`)."""
+`make test` (and CI) start a throw-away cluster with .ci/pg-start and set FAIRTRIAL_TEST_PG_URL;
+by hand, set it to an empty database's URL, e.g. postgresql+psycopg://ft:ft@localhost/fairtrial
+(needs `pip install 'fairtrial[postgres]'`). Without it these tests are skipped."""
 
 from __future__ import annotations
 
