@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from fairtrial.recipes.api import Recipe, Resources
+from fairtrial.recipes.api import Recipe, Resources, declared_params
 from fairtrial.store.digests import canonical, digest_of  # noqa: F401 - re-exported
 
 
@@ -67,16 +67,6 @@ class Plan:
         return out
 
 
-def _pick(params: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
-    out = {}
-    for n in names:
-        cur: Any = params
-        for part in n.split("."):
-            cur = cur.get(part) if isinstance(cur, dict) else None
-        out[n] = cur
-    return out
-
-
 def make_plan(recipe: Recipe, arms: list[tuple[str, dict[str, Any]]], replicates: list[int],
               resources: dict[str, Resources] | None = None,
               digest: Callable[[Path], str] | None = None) -> Plan:
@@ -99,7 +89,7 @@ def make_plan(recipe: Recipe, arms: list[tuple[str, dict[str, Any]]], replicates
                 if s.name not in files:
                     paths = s.input_files(params) if s.input_files else []
                     files[s.name] = {str(p): (digest(Path(p)) if digest else "") for p in paths}
-                picked = _pick(params, s.params)
+                picked = declared_params(params, s.params)
                 needs = {n: keys[n] for n in s.needs}
                 node_seed = seed if s.seeded else None
                 key = digest_of({"recipe": recipe.name, "stage": s.name, "version": s.version,

@@ -66,3 +66,25 @@ def test_interrupt_and_resume_through_the_checkpoint_folder(tmp_path):
     a = json.loads((tmp_path / "work" / "model.json").read_text())
     b = json.loads((tmp_path / "b" / "work" / "model.json").read_text())
     assert a["acc"] == pytest.approx(b["acc"], abs=0) and b["resumed"] == 0
+
+
+def test_stages_get_only_their_declared_params_read_only(tmp_path):
+    """As from the engine: a stage reading a param outside its cache key fails in its own tests."""
+    from dataclasses import replace
+
+    from fairtrial.recipes.api import UndeclaredParam
+
+    run = StageRunner(RECIPE, tmp_path, {"steps": 2})  # defaults filled in, as a study's arm
+    ctx = run.context("source")
+    assert dict(ctx.params) == {"size": 10, "data": None}
+    with pytest.raises(UndeclaredParam, match="stage source reads param 'steps'"):
+        ctx.params["steps"]
+    with pytest.raises(TypeError):
+        ctx.params["size"] = 3  # read-only
+
+    def sneaky(ctx):
+        return {"n": ctx.params.get("effect", 0.0)}  # a default does not hide an undeclared read
+
+    recipe = replace(RECIPE, stages=(replace(RECIPE.stages[0], fn=sneaky),) + RECIPE.stages[1:])
+    with pytest.raises(UndeclaredParam):
+        StageRunner(recipe, tmp_path / "b", {}).run("source")

@@ -38,6 +38,18 @@ class UndeclaredParam(StageError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+def declared_params(params: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """The params a stage declared, picked from an arm's params (dotted names reach into nested
+    tables; an absent one is None): what enters the stage's cache key and what it may read."""
+    out = {}
+    for n in names:
+        cur: Any = params
+        for part in n.split("."):
+            cur = cur.get(part) if isinstance(cur, Mapping) else None
+        out[n] = cur
+    return out
+
+
 class StageParams(Mapping):
     """`ctx.params`: a read-only view of the params a stage declared (`Stage.params`; the plan
     gives a stage only those, after any OOM back-off). The engine hands stages one; a test

@@ -15,8 +15,9 @@ Like the engine, the runner calls the stages of one arm and one replicate in the
 gives each stage its upstream artifacts as `ctx.inputs`, the replicate seed only when the stage
 is seeded, an output folder of its own and a checkpoint folder that survives a rerun of the same
 stage (so a test can interrupt a stage and call it again to resume). Unlike the engine it keeps no
-cache, runs in this process and passes `params` as given (validate them with the recipe's params
-model first when a stage expects defaults filled in).
+cache and runs in this process. Like the engine, it resolves `params` with the recipe's params
+model (defaults filled in) and gives each stage a read-only view of the params it declared only, so
+a stage that reads a param outside its cache key fails in its own tests.
 
 Test code only: no stage imports this module.
 """
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from fairtrial.recipes.api import Recipe, StageContext
+from fairtrial.recipes.api import Recipe, StageContext, StageParams, declared_params
 
 
 @dataclass
@@ -91,7 +92,11 @@ class StageRunner:
 
     def __init__(self, recipe: Recipe, root: Path, params: dict[str, Any], seed: int = 0,
                  device: str = "cpu", dirs: dict[str, Path] | None = None):
-        self.recipe, self.root, self.params = recipe, Path(root), params
+        # resolved as a study file's arm is (defaults filled in), so that each stage gets what
+        # the engine gives it
+        self.recipe, self.root = recipe, Path(root)
+        self.params = recipe.params.model_validate(
+            params, context={"base_dir": Path.cwd()}).model_dump(mode="json")
         self.seed, self.device = seed, device
         self.dirs: dict[str, Path] = {k: Path(v) for k, v in (dirs or {}).items()}
         """Stage name -> its output folder (what later stages get as inputs)."""
@@ -107,7 +112,10 @@ class StageRunner:
             raise RuntimeError(f"stage {name!r} needs {', '.join(missing)}, which did not run; "
                                f"use upto({name!r}) to run them first")
         fields: dict[str, Any] = dict(
-            params=self.params, out=self.root / name,
+            # as the engine gives them: only the declared params, read-only, so a test catches
+            # a stage that reads a param outside its cache key
+            params=StageParams(declared_params(self.params, stage.params), name, stage.params),
+            out=self.root / name,
             inputs={n: self.dirs[n] for n in stage.needs},
             seed=self.seed if stage.seeded else None, device=self.device,
             checkpoint_dir=self.root / f"{name}.ckpt")
