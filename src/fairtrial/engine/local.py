@@ -293,6 +293,12 @@ class Supervisor:
                 self.store.release_lease(None, self.token)
             except Exception:  # noqa: BLE001 - a dead holder's leases are free anyway
                 pass
+            try:
+                # half-written output of workers that died meanwhile (an orphan of a killed
+                # supervisor may end after this supervisor started, even after it committed)
+                artifacts.clean_tmp(self.ws)
+            except OSError:
+                pass
         return summary
 
     def _on_signal(self, signum, _frame) -> None:
@@ -402,6 +408,7 @@ class Supervisor:
             if rec.get("state") == "running":  # its worker committed, then lost its supervisor
                 self.store.end_attempt(key, "done", state="done",
                                        error=None, duration_s=None)
+                artifacts.clean_tmp(self.ws)  # what that worker had not removed yet
             elif rec.get("state") != "done":
                 self.store.update_run(key, state="done")
             self.store.release_lease(key, self.token)
