@@ -92,3 +92,12 @@ def calls(tmp_path: Path) -> list[tuple[str, str, str]]:
     if not f.exists():
         return []
     return [tuple(line.split()) for line in f.read_text().splitlines() if line.strip()]
+
+
+def pytest_sessionstart(session):
+    """CI sets FAIRTRIAL_CI_REQUIRE=postgres,...: a service CI promises must be there, so its tests
+    cannot be skipped in silence (locally they are skipped with a reason when it is missing)."""
+    required = {s.strip() for s in os.environ.get("FAIRTRIAL_CI_REQUIRE", "").split(",") if s.strip()}
+    if "postgres" in required and not os.environ.get("FAIRTRIAL_TEST_PG_URL"):
+        raise pytest.UsageError("FAIRTRIAL_CI_REQUIRE names postgres but FAIRTRIAL_TEST_PG_URL is not "
+                                "set: .ci/pg-start did not start a cluster")
