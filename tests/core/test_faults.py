@@ -55,27 +55,15 @@ def _assert_all_verified_once(cli, study: str, expect_runs: int) -> None:
 
 
 # ------------------------------------------------------------- two studies at once
-PG = os.environ.get("FAIRTRIAL_TEST_PG_URL")
-
-
-def _clean_pg() -> None:
-    from sqlalchemy import create_engine, text
-
-    with create_engine(PG).begin() as c:
-        for t in ("stage_runs", "attempts", "cells", "studies", "leases"):
-            c.execute(text(f"DROP TABLE IF EXISTS {t}"))
-
-
-@pytest.mark.parametrize("db", ["sqlite", pytest.param("postgres", marks=pytest.mark.skipif(
-    not PG, reason="FAIRTRIAL_TEST_PG_URL not set (make test starts a local cluster)"))])
-def test_two_studies_sharing_stage_runs_started_at_once(cli, make_study, db):
+@pytest.mark.parametrize("db", ["sqlite", "postgres"])
+def test_two_studies_sharing_stage_runs_started_at_once(cli, make_study, db, request):
     """Two copies of one study (4 arms x 2 seeds) under different names, started at the same time
     in one workspace: every shared stage run runs once, in one of them; the other waits for it and
     takes it as cached. Before stage-run leases the second study failed 8 of 8 work runs. The
     lease is a database row, so the same holds on a shared PostgreSQL store."""
-    if db == "postgres":
-        _clean_pg()
-        cli.env["FAIRTRIAL_DB_URL"] = PG
+    if db == "postgres":  # a fresh database of its own (skipped without a server)
+        pg = request.getfixturevalue("pg_url")
+        cli.env["FAIRTRIAL_DB_URL"] = pg
     arms = "\n".join(f'[[arms]]\nname = "a{i}"\neffect = {i / 10}\nsteps = {15 + i}\n'
                      for i in range(4))
     body = ('question = "q"\nrecipe = "_test"\nreplicates = [0, 1]\ncontrol = "a0"\n'
@@ -100,7 +88,7 @@ def test_two_studies_sharing_stage_runs_started_at_once(cli, make_study, db):
         assert not (cli.tmp / "ws" / "fairtrial.db").exists()
         from sqlalchemy import create_engine, text
 
-        with create_engine(PG).connect() as c:
+        with create_engine(pg).connect() as c:
             assert c.execute(text("select count(*) from attempts where outcome != 'done' "
                                   "or ended_at is null")).scalar() == 0
             assert c.execute(text("select count(*) from leases")).scalar() == 0
@@ -383,8 +371,7 @@ def test_worker_whose_supervisor_is_gone_ends_quietly(tmp_path):
     orig = worker.run_task
     worker.run_task = fake_run_task
     try:
-        worker.worker_main(Conn(), {}, str(tmp_path / "ws"), f"sqlite:///{tmp_path / 'db'}",
-                           os.getppid())
+        worker.worker_main(Conn(), {}, str(tmp_path / "ws"), f"sqlite:///{tmp_path / 'db'}")
     finally:
         worker.run_task = orig
     assert len(sent) == 1

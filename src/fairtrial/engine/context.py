@@ -59,24 +59,58 @@ class RunContext:
         self._store.update_run(self.key, heartbeat_at=time.time())
 
 
-class Heartbeat(threading.Thread):
-    """Writes the heartbeat while a stage runs, and ends the worker if its supervisor died (so an
-    orphan never finishes a run that a new supervisor has already restarted)."""
+def lease_lost(row: dict | None, token: str, this_host: str, stale_s: float) -> str | None:
+    """Why the holder of `token` no longer holds its stage run's lease (None: it does). The
+    lease, not the process tree, says whether a task's supervisor is still there: it works the
+    same for a local worker and for a Ray task on another node."""
+    if row is None or row.get("token") != token:
+        return "its lease was released or taken over"
+    if row.get("host") == this_host and row.get("pid"):
+        from fairtrial.engine.pidfile import proc_alive
 
-    def __init__(self, store: Store, parent_pid: int):
+        return None if proc_alive(row["pid"], row.get("pid_started")) else "its supervisor died"
+    if time.time() - (row.get("renewed_at") or 0) > stale_s:
+        return f"its supervisor did not renew its lease for {stale_s:.0f} s"
+    return None
+
+
+class Heartbeat(threading.Thread):
+    """Writes the heartbeat while a stage runs, and ends the process when the run's lease is lost
+    (its supervisor died or another supervisor took the run over), so an orphan never finishes a
+    run that a new supervisor has already restarted."""
+
+    def __init__(self, store: Store, stale_s: float = STALE_S, exit_on_loss: bool = True):
         super().__init__(daemon=True)
         self.store = store
-        self.parent_pid = parent_pid
+        self.stale_s = stale_s
+        self.exit_on_loss = exit_on_loss
         self.key: str | None = None
+        self.token: str | None = None
+        self.lost: str | None = None
         self._stop = threading.Event()
 
+    def watch(self, key: str | None, token: str | None) -> None:
+        self.key, self.token = key, token
+
     def run(self) -> None:
+        import socket
+
+        host = socket.gethostname()
         last = 0.0
         while not self._stop.wait(0.5):
-            if os.getppid() != self.parent_pid:
-                os._exit(3)
-            key = self.key
-            if key and time.time() - last >= HEARTBEAT_S:
+            key, token = self.key, self.token
+            if not key:
+                continue
+            if token:
+                try:
+                    why = lease_lost(self.store.get_lease(key), token, host, self.stale_s)
+                except Exception:  # noqa: BLE001 - the database may blink; look again
+                    why = None
+                if why and self.key == key:
+                    self.lost = why
+                    if self.exit_on_loss:
+                        os._exit(3)
+            if time.time() - last >= HEARTBEAT_S:
                 last = time.time()
                 try:
                     self.store.update_run(key, heartbeat_at=last)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import sys
 import time
 import traceback
@@ -84,6 +85,20 @@ def run_task(task: dict[str, Any], store, ws, heartbeat) -> dict[str, Any]:
     from fairtrial.store import artifacts
 
     key = task["key"]
+    started = time.time()
+    # the task says where it runs (not its supervisor): status, `lost` and the kill tests read it
+    try:
+        store.set_run_process(key, task.get("lease_token"), os.getpid(), socket.gethostname(),
+                              _own_start_time())
+    except Exception:  # noqa: BLE001 - a full disk or a blinking database: the stage still runs,
+        pass  # its heartbeat tries again, and the supervisor meets the same error and says so
+    done = _already_committed(ws, key)
+    if done is not None:
+        # a retry (by Ray, or after a lost supervisor) of a run whose commit happened: exactly once
+        shutil.rmtree(ws.checkpoint(key), ignore_errors=True)
+        return {"key": key, "outcome": "done", "summary": done.get("summary") or {},
+                "started": started, "ended": time.time(), "files": len(done.get("files", {})),
+                "committed": False}
     log_path = ws.log(key)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = artifacts.new_tmp(ws, key)
@@ -93,8 +108,7 @@ def run_task(task: dict[str, Any], store, ws, heartbeat) -> dict[str, Any]:
     logger = logging.getLogger(f"fairtrial.stage.{key[:12]}")
     logger.setLevel(logging.INFO)
     logger.propagate = False
-    started = time.time()
-    heartbeat.key = key
+    _watch(heartbeat, key, task.get("lease_token"))
     with _RedirectOutput(log_path):
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
@@ -130,7 +144,8 @@ def run_task(task: dict[str, Any], store, ws, heartbeat) -> dict[str, Any]:
                 "input_files": task.get("input_files", {}), "study": task.get("study"),
                 "started_at": started, "ended_at": ended, "summary": summary,
             })
-            if manifest.pop("_committed", True):
+            committed = manifest.pop("_committed", True)
+            if committed:
                 logger.info("committed artifact %s", key)
             else:
                 logger.info("artifact %s was already committed by another run; ours discarded", key)
@@ -138,14 +153,15 @@ def run_task(task: dict[str, Any], store, ws, heartbeat) -> dict[str, Any]:
             shutil.rmtree(ckpt, ignore_errors=True)
             logger.info("done in %.2fs", ended - started)
             return {"key": key, "outcome": "done", "summary": summary, "started": started,
-                    "ended": ended, "files": len(manifest.get("files", {}))}
+                    "ended": ended, "files": len(manifest.get("files", {})),
+                    "committed": committed}
         except StageError as e:
             logger.error("failed: %s", e)
             outcome, msg = "failed", str(e)
         except TransientError as e:
             logger.warning("transient failure: %s", e)
             outcome, msg = "transient", str(e)
-        except BaseException as e:  # noqa: BLE001 - every failure must reach the records
+        except BaseException as e:
             if isinstance(e, (KeyboardInterrupt, SystemExit)):
                 raise
             logger.error("%s", traceback.format_exc())
@@ -154,14 +170,41 @@ def run_task(task: dict[str, Any], store, ws, heartbeat) -> dict[str, Any]:
             else:
                 outcome, msg = "failed", f"{type(e).__name__}: {e} (traceback in the log)"
         finally:
-            heartbeat.key = None
+            _watch(heartbeat, None, None)
         shutil.rmtree(tmp, ignore_errors=True)
         return {"key": key, "outcome": outcome, "error": msg, "started": started,
                 "ended": time.time()}
 
 
-def worker_main(conn, env: dict[str, str], ws_root: str, db_url: str, parent_pid: int) -> None:
-    """Entry point of a worker process (multiprocessing 'spawn')."""
+def _watch(heartbeat, key: str | None, token: str | None) -> None:
+    if hasattr(heartbeat, "watch"):
+        heartbeat.watch(key, token)
+    else:  # a bare stand-in (the stage-contract tests run run_task in their own process)
+        heartbeat.key = key
+
+
+def _own_start_time() -> float | None:
+    try:
+        import psutil
+
+        return psutil.Process().create_time()
+    except Exception:  # noqa: BLE001 - only a guard against pid reuse
+        return None
+
+
+def _already_committed(ws, key: str) -> dict | None:
+    """The manifest of a verified artifact of `key` made from its current inputs, else None."""
+    from fairtrial.store import artifacts
+
+    v = artifacts.verify(ws, key)
+    if v.ok and not artifacts.stale_inputs(ws, v.manifest):
+        return v.manifest
+    return None
+
+
+def worker_main(conn, env: dict[str, str], ws_root: str, db_url: str) -> None:
+    """Entry point of a local worker process (multiprocessing 'spawn'). It ends when its pipe
+    closes (the supervisor is gone) and, mid-stage, when its lease is lost (see Heartbeat)."""
     os.environ.update(env)
     from fairtrial.engine.context import Heartbeat
     from fairtrial.store.db import Store
@@ -169,7 +212,7 @@ def worker_main(conn, env: dict[str, str], ws_root: str, db_url: str, parent_pid
 
     ws = Workspace(Path(ws_root))
     store = Store(db_url)
-    hb = Heartbeat(store, parent_pid)
+    hb = Heartbeat(store)
     hb.start()
     try:
         while True:
