@@ -101,3 +101,52 @@ def pytest_sessionstart(session):
     if "postgres" in required and not os.environ.get("FAIRTRIAL_TEST_PG_URL"):
         raise pytest.UsageError("FAIRTRIAL_CI_REQUIRE names postgres but FAIRTRIAL_TEST_PG_URL is not "
                                 "set: .ci/pg-start did not start a cluster")
+    if "ray" in required:
+        import importlib.util
+        if importlib.util.find_spec("ray") is None:
+            raise pytest.UsageError("FAIRTRIAL_CI_REQUIRE names ray but the ray package is missing: "
+                                    "the Ray executor's cluster tests would be skipped")
+    if "browser" in required:
+        import importlib.util
+        import shutil
+        if not shutil.which("chromium") or importlib.util.find_spec("playwright") is None:
+            raise pytest.UsageError("FAIRTRIAL_CI_REQUIRE names browser but chromium or the playwright "
+                                    "package is missing: the dashboard's browser tests would be skipped")
+
+
+# ------------------------------------------------------------- the record store on both backends
+PG_URL = os.environ.get("FAIRTRIAL_TEST_PG_URL")
+NO_PG = "FAIRTRIAL_TEST_PG_URL not set (make test starts a throw-away cluster with .ci/pg-start)"
+
+
+@pytest.fixture
+def pg_url():
+    """The URL of a new, empty PostgreSQL database on FAIRTRIAL_TEST_PG_URL's server, dropped after
+    the test: tests (and concurrent test runs on one cluster) never see each other's rows.
+    Skipped with the reason when the variable is not set (CI requires it)."""
+    if not PG_URL:
+        pytest.skip(NO_PG)
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.pool import NullPool
+
+    name = f"ft_test_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    with admin.connect() as c:  # about 0.1 s a database: cheaper than cleaning up shared tables
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as c:  # FORCE (PostgreSQL 13+): a connection the test left open
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request, tmp_path):
+    """A fresh record store's URL, once on SQLite and once on PostgreSQL (see `pg_url`)."""
+    if request.param == "postgres":
+        return request.getfixturevalue("pg_url")
+    return f"sqlite:///{tmp_path / 'records.db'}"

@@ -197,7 +197,15 @@ class Store:
                 {r[0] for r in c.execute(select(stage_runs.c.key))}
             new = [dict(r, state="pending", attempts=0, created_at=time.time(), study=study)
                    for r in records if r["key"] not in have]
-            if new:
+            if new and self.engine.dialect.name in ("sqlite", "postgresql"):
+                # a concurrent study may have inserted some since the read: skip those rows only
+                # (a plain INSERT failed whole on the first duplicate and lost the others' rows)
+                if self.engine.dialect.name == "sqlite":
+                    from sqlalchemy.dialects.sqlite import insert as insert_or_skip
+                else:
+                    from sqlalchemy.dialects.postgresql import insert as insert_or_skip
+                c.execute(insert_or_skip(stage_runs).on_conflict_do_nothing(), new)
+            elif new:
                 try:
                     c.execute(insert(stage_runs), new)
                 except IntegrityError:
@@ -232,8 +240,9 @@ class Store:
         for r in rows:
             d = dict(zip(self.STATUS_COLUMNS, r))
             adj = d["adjustments"]
-            if isinstance(adj, str):
-                d["adjustments"] = json.loads(adj) if adj not in ("null", "[]") else None
+            if isinstance(adj, str):  # SQLite gives the JSON text, PostgreSQL the decoded value
+                adj = json.loads(adj)
+            d["adjustments"] = adj or None  # no back-off reads as None on both backends
             out[d["key"]] = d
         return out
 
@@ -304,6 +313,31 @@ class Store:
             c.execute(update(leases).where(leases.c.key == key, leases.c.token == token)
                       .values(worker_pid=worker_pid, worker_started=worker_started,
                               renewed_at=time.time()))
+
+    def get_lease(self, key: str) -> dict | None:
+        with self.engine.connect() as c:
+            r = c.execute(select(leases).where(leases.c.key == key)).first()
+            return dict(r._mapping) if r else None
+
+    def set_run_process(self, key: str, token: str | None, pid: int, host: str,
+                        pid_started: float | None) -> None:
+        """The process that runs `key`'s open attempt says where it is (a local worker or a Ray
+        task on any node): the run's row, its open attempt and the lease (as its worker)."""
+        with self.engine.begin() as c:
+            c.execute(update(stage_runs).where(stage_runs.c.key == key)
+                      .values(pid=pid, host=host, heartbeat_at=time.time()))
+            last = c.execute(select(attempts.c.id).where(attempts.c.key == key,
+                                                         attempts.c.ended_at.is_(None))
+                             .order_by(attempts.c.id.desc()).limit(1)).scalar()
+            if last is not None:
+                c.execute(update(attempts).where(attempts.c.id == last).values(pid=pid, host=host))
+            if token:
+                # a pid means something only on the lease holder's host (a Ray task on another
+                # node is watched through the lease's renewal instead)
+                c.execute(update(leases).where(leases.c.key == key, leases.c.token == token,
+                                               leases.c.host == host)
+                          .values(worker_pid=pid, worker_started=pid_started,
+                                  renewed_at=time.time()))
 
     def renew_leases(self, token: str) -> None:
         with self.engine.begin() as c:
