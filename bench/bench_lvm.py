@@ -89,8 +89,8 @@ def main() -> None:
     times["prepare"], prep = run("prepare", base, "shared", dirs)
     times["embed"], emb = run("embed", base, "shared", dirs)
     print(f"prepare: {prep['documents']} documents, {prep['units']} units, "
-          f"{prep['documents_train']}/{prep['documents_val']}/{prep['documents_test']} "
-          "train/val/test documents")
+          f"{prep['documents_train']}/{prep['documents_valid']}/{prep['documents_test']} "
+          "train/valid/test documents")
     print(f"embed: {emb['distinct_texts']} distinct texts, {emb['encoded']} encoded "
           f"({emb['sentences_per_second']} sentences/s), load {emb['load_seconds']} s")
 
@@ -100,9 +100,9 @@ def main() -> None:
         if frac not in per_size:  # windows and baselines are shared by every arch of a size
             d = dict(dirs)
             t_win, win = run("windows", params, f"{frac}", d)
-            t_base, bl = run("baselines", params, f"{frac}", d)
+            t_base, bl = run("baseline", params, f"{frac}", d)
             per_size[frac] = (d, t_win, t_base)
-            print(f"windows f={frac}: {win['train_windows']} train / {win['val_windows']} val / "
+            print(f"windows f={frac}: {win['train_windows']} train / {win['valid_windows']} valid / "
                   f"{win['test_windows']} test windows; baselines {t_base:.1f} s")
         d = dict(per_size[frac][0])
         t_tr, tr = run("train", params, f"{arch}-{frac}", d)

@@ -99,7 +99,7 @@ def lvm_artifacts(root: Path, n_windows: int):
     np.save(emb / "embeddings.npy", vecs.astype(np.float16))
     w = np.arange(n_windows * (LVM_K + 1)).reshape(n_windows, LVM_K + 1)
     np.save(win / "train.npy", w)
-    np.save(win / "val.npy", w[::2])
+    np.save(win / "valid.npy", w[::2])
     return {"embed": emb, "windows": win}
 
 

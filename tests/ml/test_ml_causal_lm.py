@@ -89,3 +89,72 @@ def test_scoring_sums_nll_by_kind_in_input_order():
             assert sums[f"nll_{kind}"][i] == pytest.approx(float(nll[sel].sum()), abs=1e-9)
             assert sums[f"n_{kind}"][i] == int(sel.sum())
     assert sums[f"n_{COMPLETION}"].tolist() == [2, 1, 0]
+
+
+def tiny_llama(seed=0):
+    from fairtrial.ml.causal_lm.model import build_causal_lm
+
+    return build_causal_lm({"model_type": "llama", "vocab_size": 64, "hidden_size": 32,
+                            "intermediate_size": 64, "num_hidden_layers": 2,
+                            "num_attention_heads": 2, "num_key_value_heads": 2,
+                            "max_position_embeddings": 64}, seed=seed)
+
+
+def test_token_nll_computes_the_output_layer_only_where_kept():
+    """`keep` (the targets with a loss weight) gives the same NLL and gradient as the full
+    computation masked, with the output layer run on the kept rows only."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.set_num_threads(1)
+    model = tiny_llama()
+    obj = Objective(pad_id=0, kinds=chat_kinds(9), weights=(0.0, 0.0, 1.0))
+    rng = np.random.default_rng(0)
+    examples = [np.r_[rng.integers(10, 64, 20), 9, rng.integers(10, 64, 5)],
+                np.r_[rng.integers(10, 64, 11), 9, rng.integers(10, 64, 3)]]
+    x, m, k = collate(examples, obj)
+    w = loss_weights(k, obj.weights)
+    keep = w > 0
+    assert 0 < keep.sum() < 0.5 * k.numel()
+
+    def run(kept):
+        model.zero_grad(set_to_none=True)
+        with FlopCounterMode(display=False) as fc:
+            nll = token_nll(model, x, m, keep=kept)
+            ((nll * w).sum() / w.sum()).backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        return nll.detach(), grads, fc.get_total_flops()
+
+    full, g_full, f_full = run(None)
+    part, g_part, f_part = run(keep)
+    assert part.shape == full.shape
+    torch.testing.assert_close(part[keep], full[keep], rtol=0, atol=1e-6)
+    assert (part[~keep] == 0).all()
+    assert g_part.keys() == g_full.keys()
+    for name in g_full:
+        torch.testing.assert_close(g_part[name], g_full[name], rtol=1e-5, atol=1e-7)
+    assert f_part < f_full  # the output layer ran on fewer rows
+    # a model without get_output_embeddings (Bigram) gets the full computation, masked
+    bigram_x = torch.as_tensor(np.array([[5, 6, 9, 7, 8]]))
+    kept = torch.tensor([[False, False, True, True]])
+    got = token_nll(Bigram(), bigram_x, torch.ones_like(bigram_x), keep=kept)
+    want = token_nll(Bigram(), bigram_x, torch.ones_like(bigram_x))
+    assert torch.equal(got, want * kept)
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step")  # no optimizer step
+def test_a_step_without_loss_weight_leaves_the_weights_alone():
+    """Micro-batches whose targets all weigh 0 are skipped (no forward, no backward); a step made
+    of them only changes nothing."""
+    from fairtrial.ml.causal_lm.params import LoopParams
+    from fairtrial.ml.causal_lm.train import train
+
+    torch.set_num_threads(1)
+    model = tiny_llama()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    prompt_only = [np.array([5, 6, 7, 8]), np.array([4, 5, 6])]  # no separator: all prompt
+    obj = Objective(pad_id=0, kinds=chat_kinds(9), weights=(0.0, 0.0, 1.0))
+    r = train(model, prompt_only, prompt_only, LoopParams(steps=2, micro_batch=1, grad_accum=2,
+                                                          lr=1e-2, eval_every=0),
+              obj, seed=0, max_len=64)
+    assert [h["loss"] for h in r["history"]] == [0.0, 0.0] and r["useful_tokens"] == 0
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())

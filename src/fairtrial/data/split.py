@@ -154,7 +154,7 @@ def split_groups(groups: Sequence[str], seed: int, val: float, test: float) -> d
     n_val = max(1, round(val * n)) if val > 0 else 0
     if n_test + n_val >= n:
         raise ValueError(f"{n} groups cannot give {n_test} test + {n_val} val groups and still "
-                         "leave training groups; lower split.val / split.test or add documents")
+                         "leave training groups; lower the valid / test fractions or add documents")
     out = {}
     for rank, i in enumerate(order):
         g = uniq[i]

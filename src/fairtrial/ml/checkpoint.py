@@ -3,6 +3,14 @@
     save(path, state, config=...)   temp file + os.replace: a kill mid-save leaves the old file
     load(path, map_location)        torch.load of our own files (they hold Python objects)
     rng_state() / set_rng_state()   torch CPU, CUDA (every device), numpy and Python `random`
+    trained_state(model)            the tensors training changes: trainable parameters + buffers
+    load_trained_state(model, s)    put them back onto a freshly built model (checks the names)
+
+Only what trains is saved. A frozen parameter (the base weights under a LoRA adapter, the lower
+layers under `train_upper_layers`) is the same in every checkpoint and is rebuilt exactly by
+loading the base model, which the stage does anyway; saving it would make each LoRA checkpoint of
+SmolLM2-135M about 540 MB instead of a few MB. When every parameter trains (a full-model run) the
+saved state is the whole `state_dict`, as before.
 
 Why the RNG states are stored as bytes, not tensors: `torch.set_rng_state` takes only a CPU
 ByteTensor, and `torch.load(..., map_location="cuda")` (how a GPU run resumes) moves every tensor
@@ -39,6 +47,35 @@ def load(path: Path | str, map_location: Any = "cpu") -> dict[str, Any]:
     """A checkpoint written by `save`. `weights_only=False`: it holds Python objects (history,
     config, RNG states) and is our own file, never a downloaded one."""
     return torch.load(Path(path), map_location=map_location, weights_only=False)
+
+
+def trained_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """`model.state_dict()` less the frozen parameters (requires_grad False): the trainable
+    parameters and every persistent buffer. Tied weights keep all their names."""
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    return {k: v.detach() for k, v in model.state_dict(keep_vars=True).items()
+            if id(v) in trainable or not isinstance(v, torch.nn.Parameter)}
+
+
+def load_trained_state(model: torch.nn.Module, state: Mapping[str, torch.Tensor],
+                       source: Path | str = "checkpoint") -> None:
+    """Load what `trained_state` saved (or a whole `state_dict`) onto `model`, whose frozen
+    parameters must already hold the base weights. ValueError naming `source` when a trainable
+    parameter of `model` is not in `state`, or `state` holds tensors `model` does not train (and
+    is not a whole state_dict): the checkpoint was made with different trainable parameters
+    (another adapter, `upper_layers` changed) or for another model."""
+    expected = trained_state(model).keys()
+    missing = sorted(set(expected) - set(state))
+    if missing:
+        raise ValueError(f"{source} does not hold {len(missing)} of this model's trainable "
+                         f"tensors (e.g. {missing[0]}): it was made with different trainable "
+                         "parameters; remove it to start over")
+    extra = sorted(set(state) - set(expected))
+    if extra and set(state) != set(model.state_dict()):  # a whole state_dict loads as before
+        raise ValueError(f"{source} holds {len(extra)} tensors this model does not train (e.g. "
+                         f"{extra[0]}): it was made with different trainable parameters or "
+                         "another model; remove it to start over")
+    model.load_state_dict(dict(state), strict=False)
 
 
 def rng_state() -> dict[str, Any]:

@@ -7,7 +7,7 @@ the engine is written down once (the `StageContext` protocol of fairtrial.recipe
     from fairtrial.recipes.lvm import RECIPE
 
     run = StageRunner(RECIPE, tmp_path, params, seed=0)
-    run.upto("evaluate")              # prepare, embed, windows, train, baselines, evaluate
+    run.upto("evaluate")              # prepare, embed, windows, train, baseline, evaluate
     run.summaries["train"]            # what each stage function returned
     run.dirs["evaluate"]              # each stage's output folder
 

@@ -129,7 +129,7 @@ def test_bad_input_is_a_stage_error(tmp_path):
     tparams = {"tokenizer": {"name": str(tmp_path / "no-such-tokenizer")}}
     tout = tmp_path / "tok"
     tout.mkdir()
-    with pytest.raises(StageError, match="does not exist"):
+    with pytest.raises(StageError, match="tokenizer: tokenizer.name '.*no-such-tokenizer': no such folder"):
         S.tokenizer(Ctx(params=tparams, out=tout, inputs={"prepare": prep}))
     assert not any(tout.iterdir())
 

@@ -21,7 +21,7 @@ from fairtrial.recipes.testing import FakeContext
 from lvm_helpers import write_corpus
 
 FRACTIONS = {"half": 0.5, "full": 1.0}
-BASE = {"window": {"k": 3}, "split": {"seed": 1, "val": 0.2, "test": 0.3}}
+BASE = {"window": {"k": 3}, "split": {"seed": 1, "valid": 0.2, "test": 0.3}}
 
 
 def _params(source: Path, fraction: float, **over) -> dict:
@@ -142,17 +142,17 @@ def test_leaky_split_fires_overlap(study, tmp_path):
 def test_tampered_split_fires_reproducibility(study, tmp_path):
     paths, params = _copy(study, tmp_path)
     prep = paths["full"]["prepare"]
-    # move one topic (both its level versions) from test to val: no training window changes
+    # move one topic (both its level versions) from test to valid: no training window changes
     docs = pq.read_table(prep / "documents.parquet").to_pylist()
     group = next(d["group"] for d in docs if d["split"] == "test")
     for d in docs:
         if d["group"] == group:
-            d["split"] = "val"
+            d["split"] = "valid"
     pq.write_table(pa.Table.from_pylist(docs), prep / "documents.parquet")
     ctx, result = _analyze(paths, params)
     bad = {f.details["name"]: f for f in result.findings if f.code == "split_not_reproducible"}
     assert "document split" in bad and bad["document split"].severity == "error"
-    assert "(test -> val)" in bad["document split"].message
+    assert "(test -> valid)" in bad["document split"].message
     assert "train_eval_overlap" not in {f.code for f in result.findings}
 
 

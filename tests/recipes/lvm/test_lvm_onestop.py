@@ -24,7 +24,7 @@ def test_onestopenglish_split_by_topic_and_windows(tmp_path):
     joined = docs[docs.group != docs.key].set_index("doc_id").group.to_dict()
     assert joined == {f"{lv}/{t}": g for lv in ("Ele", "Int", "Adv") for t, g in
                       (("WNL Arctic Ramadan", "Arctic mapping"), ("Skydiver", "Royal Baby"))}
-    assert docs.split.value_counts().to_dict() == {"train": 396, "test": 114, "val": 57}
+    assert docs.split.value_counts().to_dict() == {"train": 396, "test": 114, "valid": 57}
     counts = c.run("windows")
     assert counts["train_groups"] == 44 and counts["train_groups_all"] == 131  # ceil(131/3)
     assert counts["test_windows"] > 3000 and counts["train_windows"] > 3000

@@ -15,7 +15,7 @@ from fairtrial.recipes.testing import StageRunner
 from lvm_helpers import write_corpus
 
 TINY = {"embed": {"model": "random:16"}, "window": {"k": 3},
-        "split": {"seed": 1, "val": 0.2, "test": 0.3},
+        "split": {"seed": 1, "valid": 0.2, "test": 0.3},
         "model": {"hidden": 16, "layers": 1, "heads": 2},
         "train": {"epochs": 2, "batch_size": 16}}
 
@@ -67,7 +67,7 @@ def test_no_test_sentence_in_training_windows_and_nested_sizes(tmp_path):
     small, large = runs[1 / 3], runs[1.0]
     assert small[0] < large[0]  # nested, strictly smaller
     assert small[1] == large[1]  # the test set does not depend on the training size
-    assert small[2]["train_groups"] == 2 and large[2]["train_groups"] == 6  # 12 - 4 test - 2 val
+    assert small[2]["train_groups"] == 2 and large[2]["train_groups"] == 6  # 12 - 4 test - 2 valid
 
 
 def test_short_documents_are_skipped_and_counted(tmp_path):
@@ -75,7 +75,7 @@ def test_short_documents_are_skipped_and_counted(tmp_path):
     c = chain(tmp_path, src)
     c.run("prepare")
     counts = c.run("windows")
-    skipped = sum(counts[f"{s}_skipped_short_documents"] for s in ("train", "val", "test"))
+    skipped = sum(counts[f"{s}_skipped_short_documents"] for s in ("train", "valid", "test"))
     assert skipped == 8  # 4 short topics x 2 levels, 3 sentences < k + 1 = 4
 
 
@@ -119,7 +119,7 @@ def test_csv_and_jsonl_documents(tmp_path):
 
 def test_full_chain_writes_paired_item_scores_for_model_and_baselines(tmp_path, corpus):
     c = chain(tmp_path, corpus, arch="amn")
-    for name in ("prepare", "embed", "windows", "train", "baselines"):
+    for name in ("prepare", "embed", "windows", "train", "baseline"):
         c.run(name)
     summary = c.run("evaluate")
     t = read_item_scores(c.dirs["evaluate"] / "item_scores.parquet").to_pandas()
@@ -154,7 +154,7 @@ def test_recipe_declarations_match_the_contract():
     embed = RECIPE.stage("embed")
     assert "train_fraction" not in embed.params and "arch" not in embed.params
     assert not embed.seeded and RECIPE.stage("train").seeded
-    base = RECIPE.stage("baselines")  # shared across arch and seed: one ridge fit per size
+    base = RECIPE.stage("baseline")  # shared across arch and seed: one ridge fit per size
     assert not base.seeded and "arch" not in base.params and "train" not in base.needs
     assert RECIPE.stage("train").checkpoints and RECIPE.stage("evaluate").emits_scores
     declared = {k for s in RECIPE.stages for k in s.params}
@@ -179,3 +179,18 @@ def test_levels_filter_chunks_and_group_errors(tmp_path, corpus):
             "prepare")
     with pytest.raises(StageError, match="split.group_by = 'author': 12 document"):
         chain(tmp_path / "c", corpus, split={"group_by": "author"}).run("prepare")
+
+
+def test_old_param_names_are_still_read_under_the_new_words():
+    """`split.val` and `baselines` were renamed to every recipe's words (`split.valid`,
+    `baseline`); a study file with the old names keeps working and is written back in the new."""
+    from fairtrial.recipes.lvm.params import LvmParams
+
+    old = LvmParams.model_validate({"split": {"val": 0.25}, "baselines": {"ridge_alpha": 3.0}})
+    new = LvmParams.model_validate({"split": {"valid": 0.25}, "baseline": {"ridge_alpha": 3.0}})
+    assert old == new and old.split.valid == 0.25 and old.baseline.ridge_alpha == 3.0
+    dumped = old.model_dump()
+    assert dumped["split"]["valid"] == 0.25 and "val" not in dumped["split"]
+    assert "baseline" in dumped and "baselines" not in dumped
+    with pytest.raises(ValueError, match="valid \\+ test"):
+        LvmParams.model_validate({"split": {"val": 0.5, "test": 0.5}})

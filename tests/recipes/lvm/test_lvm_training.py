@@ -23,7 +23,7 @@ def tiny_artifacts(tmp_path, n_windows=8):
     np.save(emb / "embeddings.npy", vecs.astype(np.float16))
     w = np.arange(n_windows * (K + 1)).reshape(n_windows, K + 1)
     np.save(win / "train.npy", w)
-    np.save(win / "val.npy", w)  # validate on the same windows: we want memorisation here
+    np.save(win / "valid.npy", w)  # validate on the same windows: we want memorisation here
     return {"embed": emb, "windows": win}, vecs.astype(np.float16).astype(np.float32), w
 
 
@@ -43,7 +43,7 @@ def test_each_architecture_overfits_and_reloads(tmp_path, arch):
     summary = stages.train(ctx)
     hist = json.loads((ctx.out / "history.json").read_text())
     assert hist[-1]["train_loss"] < 0.05 * hist[0]["train_loss"]
-    assert summary["best_val_loss"] < 0.03
+    assert summary["best_valid_loss"] < 0.03
     model = load_model(ctx.out)
     ctx_v, tgt = vecs[w[:, :-1]], vecs[w[:, -1]]
     pred = predict(model, ctx_v)

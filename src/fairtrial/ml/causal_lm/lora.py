@@ -145,3 +145,16 @@ def merge(peft_model):
             "trained; load the base in float (e.g. de-quantised) and merge into that, or keep "
             "base + adapter unmerged")
     return peft_model.merge_and_unload(safe_merge=True)
+
+
+def lora_for_training(base, params, *, seed: int = 0):
+    """The base wrapped with a trainable adapter as `params` (a `params.LoraParams`: r, alpha,
+    dropout, targets, upper_layers) says: (peft model, the number of decoder layers when only the
+    upper ones train, else None)."""
+    from fairtrial.ml.causal_lm.layers import train_upper_layers
+
+    spec = LoraSpec(r=params.r, alpha=params.alpha, dropout=params.dropout,
+                    targets=tuple(params.targets) if params.targets else None)
+    peft_model = add_lora(base, spec, seed=seed)
+    layers = train_upper_layers(peft_model, params.upper_layers) if params.upper_layers else None
+    return peft_model, layers

@@ -244,6 +244,27 @@ def build_causal_lm(config: Any, *, seed: int = 0, dtype: torch.dtype = torch.fl
     return model
 
 
+def load_config(source: str | ModelSource, *, what: str = "model"):
+    """The transformers config of a model (config.json, or a GGUF file's metadata) without its
+    weights: enough to size it (on the meta device) before loading anything."""
+    from transformers import AutoConfig
+
+    src = resolve_model(source, what=what)
+    with _loading(src, what), _gguf_parsed_once():
+        return AutoConfig.from_pretrained(src.path, **_common_kwargs(src))
+
+
+def max_positions(model_or_config) -> int:
+    """The longest sequence the model's position embeddings cover (GPT-2's n_positions, the
+    others' max_position_embeddings)."""
+    c = getattr(model_or_config, "config", model_or_config)
+    n = getattr(c, "n_positions", None) or getattr(c, "max_position_embeddings", None)
+    if not n:
+        raise ModelError(f"{type(c).__name__} names no maximum sequence length (n_positions or "
+                         f"max_position_embeddings)")
+    return int(n)
+
+
 def parameter_counts(model) -> tuple[int, int]:
     """(total, trainable) parameters; a tensor shared by two modules (tied embeddings) once."""
     unique = {id(p): p for p in model.parameters()}.values()

@@ -3,9 +3,9 @@ them before any model code loads)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class LoopParams(BaseModel):
@@ -33,7 +33,9 @@ class LoopParams(BaseModel):
     min_lr_frac: float = Field(0.1, ge=0, le=1)
     """Cosine and linear decay end at lr * min_lr_frac."""
     precision: Literal["fp32", "bf16", "fp16"] = "bf16"
-    """Autocast dtype on a GPU; on the CPU training always runs in fp32."""
+    """Autocast dtype on a GPU; on the CPU training runs in fp32 unless the caller passes
+    `train(..., amp_on_cpu=True)` (bf16 autocast is a third faster on a CPU with AMX; see
+    docs/ml.md)."""
     batching: Literal["bucketed", "padded"] = "bucketed"
     bucket_pool: int = Field(50, ge=1)
     """Bucketed batching sorts by length within pools of this many optimizer steps."""
@@ -46,3 +48,37 @@ class LoopParams(BaseModel):
     checkpoint_every: int = Field(100, ge=1)
     select: Literal["best", "last"] = "best"
     """Which weights the final model gets: the best validation result, or the last step."""
+
+
+class LoraParams(BaseModel):
+    """LoRA's knobs as a study file gives them (a recipe's train params mix them in; the ML
+    layer's `lora.LoraSpec` and `lora.lora_for_training` take them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    r: int = Field(8, ge=1)
+    alpha: float = Field(16, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    targets: list[str] | None = None
+    """LoRA target modules (last name component); None: the ML layer's default (q/k/v/o
+    projections)."""
+    upper_layers: int | None = Field(None, ge=1)
+    """Train the adapter of the top this many decoder layers only (cuts the backward pass)."""
+
+
+class ModelChoice(BaseModel):
+    """The base model a recipe fine-tunes, as a study file names it: `model = "smollm2-135m"` or a
+    table `{name = ..., allow_quantized = ...}`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "smollm2-135m"
+    """A short name (smollm2-135m, the offline CPU model), a hub id or a local folder."""
+    allow_quantized: bool = False
+    """Train (and merge) on a quantised base anyway: refused by default, because the adapter learns
+    against rounded weights and a merge re-quantises; flagged in the report when allowed."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v

@@ -40,7 +40,8 @@ def score_examples(model, examples: Sequence[np.ndarray], objective: Objective,
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             x, m, k = collate([examples[i] for i in idx], objective)
-            nll = token_nll(model, x.to(device), m.to(device)).double().cpu().numpy()
+            keep = torch.isin(k, torch.tensor([int(kind) for kind in kinds], dtype=k.dtype))
+            nll = token_nll(model, x.to(device), m.to(device), keep=keep).double().cpu().numpy()
             k = k.numpy()
             for kind in kinds:
                 sel = k == kind

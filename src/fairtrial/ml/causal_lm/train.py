@@ -12,11 +12,16 @@ Choices worth knowing:
 - Precision. On a GPU, `precision` bf16 or fp16 runs the forward pass under autocast (fp16 with a
   GradScaler: its range underflows small gradients; bf16 has fp32's range). The CPU stays fp32
   unless `amp_on_cpu` (CPU autocast is slow; the tests use it to run the GPU's path on a CPU).
-- Resume. `checkpoint_dir/last.pt` holds model, optimizer, scheduler, grad-scaler and RNG states,
+- Resume. `checkpoint_dir/last.pt` holds the trained tensors (checkpoint.trained_state: the whole
+  model in a full-model run, only the adapter under LoRA; frozen weights come from the base the
+  caller loads), optimizer, scheduler, grad-scaler and RNG states,
   the step, the loss history and the best validation result, and the resolved config; it is
   written atomically every `checkpoint_every` steps (checkpoint.py). Training from it gives the
   same loss curve as an uninterrupted run.
 - Epochs count examples: one epoch is one pass over the training examples.
+- Speed. The output layer and the NLL are computed only at targets with a loss weight (validation:
+  also at the reported kinds), `token_nll(..., keep=...)`; a micro-batch whose targets all weigh 0
+  is skipped, and a step without any weighted target leaves the weights (not the schedule) alone.
 """
 
 from __future__ import annotations
@@ -70,6 +75,7 @@ def validate(model, data, objective: Objective, params: LoopParams, device: str,
     order = np.argsort(lengths, kind="stable")
     sum_w = sum_wl = 0.0
     sums = {name: [0.0, 0.0] for name in objective.report}  # name -> [nll sum, count]
+    reported = sorted({int(kind) for kinds in objective.report.values() for kind in kinds})
     was_training = model.training
     model.eval()
     with torch.no_grad():
@@ -77,9 +83,10 @@ def validate(model, data, objective: Objective, params: LoopParams, device: str,
             idx = order[start:start + params.micro_batch]
             x, m, k = collate([data[i] for i in idx], objective, width(params, max_len))
             x, m = x.to(device), m.to(device)
-            with autocast():
-                nll = token_nll(model, x, m).cpu()
             w = loss_weights(k, objective.weights)
+            keep = (w > 0) | of_kinds(k, reported)  # the targets anything below reads
+            with autocast():
+                nll = token_nll(model, x, m, keep=keep).cpu()
             sum_wl += float((w * nll).sum())
             sum_w += float(w.sum())
             for name, kinds in objective.report.items():
@@ -146,7 +153,7 @@ def train(model, train_data, valid_data, params: LoopParams, objective: Objectiv
             raise ValueError(f"checkpoint {last} was made with an effective batch of "
                              f"{ck['batch']} and {ck['total']} steps, this run has {batch} and "
                              f"{total}: it belongs to different params; remove it to start over")
-        model.load_state_dict(ck["model"])
+        checkpoint.load_trained_state(model, ck["model"], last)
         optimizer.load_state_dict(ck["optimizer"])
         scheduler.load_state_dict(ck["scheduler"])
         scaler.load_state_dict(ck["scaler"])
@@ -159,7 +166,7 @@ def train(model, train_data, valid_data, params: LoopParams, objective: Objectiv
         if checkpoint_dir is None:
             return
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        checkpoint.save(last, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        checkpoint.save(last, {"model": checkpoint.trained_state(model), "optimizer": optimizer.state_dict(),
                                "scheduler": scheduler.state_dict(),
                                "scaler": scaler.state_dict(), "rng": checkpoint.rng_state(),
                                "step": step, "batch": batch, "total": total,
@@ -178,9 +185,10 @@ def train(model, train_data, valid_data, params: LoopParams, objective: Objectiv
             if checkpoint_dir is not None:
                 checkpoint_dir.mkdir(parents=True, exist_ok=True)
                 checkpoint.save(checkpoint_dir / "best.pt",
-                                {"model": model.state_dict(), **result}, config=config)
+                                {"model": checkpoint.trained_state(model), **result},
+                                config=config)
             else:
-                best["state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                best["state"] = {k: v.clone() for k, v in checkpoint.trained_state(model).items()}
 
     # --- loop -------------------------------------------------------------------------------
     fixed_width = width(params, max_len)
@@ -199,21 +207,25 @@ def train(model, train_data, valid_data, params: LoopParams, objective: Objectiv
 
         step_loss = 0.0
         for (x, m, _), w in zip(batches, weights):
+            keep = w > 0  # targets without loss weight need no output layer (token_nll)
+            if not keep.any():  # nothing to learn from: no forward, no backward
+                continue
             x, m, w = x.to(device), m.to(device), w.to(device)
             with autocast():
-                nll = token_nll(model, x, m)
+                nll = token_nll(model, x, m, keep=keep)
             loss = (nll * w).sum() / max(denom, 1e-12)
             scaler.scale(loss).backward()
             step_loss += float(loss.detach())
             useful += int(m.sum())
             computed += m.numel()
-        if params.grad_clip > 0:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), params.grad_clip)
         lr = optimizer.param_groups[0]["lr"]
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
+        if denom > 0:  # a step whose targets all weigh 0 has no gradient: the weights stay
+            if params.grad_clip > 0:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), params.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
         scheduler.step()
         step += 1
         history.append({"step": step, "loss": step_loss, "lr": lr})
@@ -234,9 +246,10 @@ def train(model, train_data, valid_data, params: LoopParams, objective: Objectiv
     save_last()  # the last weights, before the best ones replace them in the model
     if params.select == "best" and best is not None and best["step"] != step:
         if "state" in best:
-            model.load_state_dict(best.pop("state"))
+            checkpoint.load_trained_state(model, best.pop("state"))
         else:
-            model.load_state_dict(checkpoint.load(checkpoint_dir / "best.pt")["model"])
+            checkpoint.load_trained_state(model, checkpoint.load(checkpoint_dir / "best.pt")["model"],
+                                          checkpoint_dir / "best.pt")
     best = {k: v for k, v in (best or {}).items() if k != "state"}
     return {"history": history, "evals": evals, "best": best, "steps": step, "total": total,
             "selected_step": best.get("step", step) if params.select == "best" else step,

@@ -150,7 +150,7 @@ def evaluate_model(model, testset: Path, ids: dict[str, int], params: EvalParams
                    device: str = "cpu", progress: Callable[..., None] | None = None,
                    log=None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Score every test level; returns (item-score rows, summary per level)."""
-    from fairtrial.recipes.ilm.model import max_positions
+    from fairtrial.ml.causal_lm.model import max_positions
 
     levels = test_levels(testset, params.levels)
     opened = {lv: open_testset(Path(testset) / lv) for lv in levels}

@@ -65,7 +65,8 @@ def infill_with_answers(model_dir: str | Path, text_with_blanks: str, *,
     """Like `infill`, also returning each sample's answers (decoded, one per blank)."""
     import torch
 
-    from fairtrial.recipes.ilm.model import load_model, max_positions
+    from fairtrial.ml.causal_lm.model import max_positions
+    from fairtrial.recipes.ilm.model import load_model
     from fairtrial.recipes.ilm.tokenizer import special_ids
 
     if n < 1:

@@ -67,6 +67,8 @@ def model_shape(params: ModelParams, vocab_size: int) -> dict[str, int]:
     import torch
     from transformers import AutoModelForCausalLM
 
+    from fairtrial.ml.causal_lm.model import max_positions
+
     config = _config(params, vocab_size)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
@@ -74,7 +76,7 @@ def model_shape(params: ModelParams, vocab_size: int) -> dict[str, int]:
     # tied input/output embeddings are one tensor: count each tensor once
     n = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
     return {"n_params": n, "n_layer": int(config.num_hidden_layers),
-            "n_embd": int(config.hidden_size), "n_positions": max_positions(model)}
+            "n_embd": int(config.hidden_size), "n_positions": max_positions(config)}
 
 
 def count_parameters(params: ModelParams, vocab_size: int) -> int:
@@ -125,26 +127,13 @@ def activation_gb(n_layer: int, n_embd: int, micro_batch: int, seq_len: int,
 # building and loading
 
 
-def _is_local(name: str) -> bool:
-    from fairtrial.ml.hub import looks_like_path  # the one hub-name-or-folder rule (ml/hub.py)
-    return looks_like_path(name)
-
-
 def _config(params: ModelParams, vocab_size: int):
-    from transformers import AutoConfig, GPT2Config
+    from transformers import GPT2Config
 
-    if params.pretrained is not None:
-        name = params.pretrained
-        if _is_local(name) and not Path(name).expanduser().is_dir():
-            raise ValueError(f"model.pretrained: folder {name} does not exist; give a local model "
-                             f"folder or a hub name such as \"gpt2\"")
-        try:
-            return AutoConfig.from_pretrained(str(Path(name).expanduser()) if _is_local(name)
-                                              else name)
-        except Exception as e:  # OSError when offline or unknown, ValueError for bad configs
-            raise ValueError(f"model.pretrained: cannot load {name!r}: {e}. Give a local folder "
-                             f"with config.json, or a hub name reachable from this machine"
-                             ) from e
+    if params.pretrained is not None:  # the one hub-or-folder rule, GGUF and short names too
+        from fairtrial.ml.causal_lm.model import load_config
+
+        return load_config(params.pretrained, what="model.pretrained")
     return GPT2Config(
         vocab_size=vocab_size, n_layer=params.n_layer, n_embd=params.n_embd,
         n_head=params.n_head, n_positions=params.n_positions,
@@ -153,26 +142,22 @@ def _config(params: ModelParams, vocab_size: int):
 
 
 def build_model(params: ModelParams, tokenizer, seed: int = 0):
-    """A causal LM ready for ILM training: pretrained weights or a fresh init (seeded), with its
-    embeddings resized to the tokenizer and eos/pad ids set from it."""
+    """A causal LM ready for ILM training: pretrained weights (fairtrial.ml's loader: a hub name,
+    a local folder, a GGUF file or a short name) or a fresh GPT-2 (seeded), with its embeddings
+    resized to the tokenizer and eos/pad ids set from it."""
     import torch
-    from transformers import AutoModelForCausalLM
+
+    from fairtrial.ml.causal_lm.model import build_causal_lm, load_causal_lm
 
     vocab = len(tokenizer)
-    config = _config(params, vocab)
-    torch.manual_seed(seed)  # the fresh init and the rows added by resize are seeded
+    torch.manual_seed(seed)  # the rows added by resize below are seeded
     if params.pretrained is not None:
-        name = params.pretrained
-        src = str(Path(name).expanduser()) if _is_local(name) else name
-        try:
-            model = AutoModelForCausalLM.from_pretrained(src)
-        except Exception as e:
-            raise ValueError(f"model.pretrained: cannot load weights from {name!r}: {e}") from e
+        model = load_causal_lm(params.pretrained, tokenizer=False, what="model.pretrained")
     else:
-        model = AutoModelForCausalLM.from_config(config)
+        model = build_causal_lm(_config(params, vocab), seed=seed)
     if model.get_input_embeddings().weight.shape[0] != vocab:
         # mean_resizing initialises the new special-token rows at the mean of the old ones, so
-        # they start on the data manifold instead of at random (transformers' default).
+        # they start on the data manifold instead of at random (transformers' default)
         model.resize_token_embeddings(vocab, mean_resizing=params.pretrained is not None)
     eos = tokenizer.convert_tokens_to_ids(EOS)
     model.config.eos_token_id = eos
@@ -181,11 +166,6 @@ def build_model(params: ModelParams, tokenizer, seed: int = 0):
         model.generation_config.eos_token_id = eos
         model.generation_config.pad_token_id = eos
     return model
-
-
-def max_positions(model) -> int:
-    c = model.config
-    return int(getattr(c, "n_positions", None) or getattr(c, "max_position_embeddings"))
 
 
 def save_model(model, tokenizer, folder: Path, resolved: dict[str, Any]) -> Path:
@@ -202,7 +182,7 @@ def save_model(model, tokenizer, folder: Path, resolved: dict[str, Any]) -> Path
 def load_model(folder: str | Path, device: str = "cpu"):
     """(model, tokenizer) from a folder written by `save_model` (or any folder holding a causal LM
     and a tokenizer with the ILM special tokens). Raises ValueError naming the folder."""
-    from transformers import AutoModelForCausalLM
+    from fairtrial.ml.causal_lm.model import load_causal_lm
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -212,8 +192,5 @@ def load_model(folder: str | Path, device: str = "cpu"):
         raise ValueError(f"{folder} holds no config.json: not a saved model folder "
                          f"(expected the model/ folder of an ilm train run)")
     tok = load_tokenizer(folder)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(str(folder))
-    except Exception as e:
-        raise ValueError(f"cannot load the model in {folder}: {e}") from e
-    return model.to(device).eval(), tok
+    model = load_causal_lm(folder, tokenizer=False, device=device, what="the ilm model")
+    return model, tok

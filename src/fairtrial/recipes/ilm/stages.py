@@ -47,10 +47,8 @@ UNIGRAM_K = 1.0
 # ----------------------------------------------------------------------------- helpers
 
 def _params(model_cls, ctx, key: str):
-    try:
+    with stage_errors(f"params.{key}"):  # pydantic's ValidationError is a ValueError
         return model_cls.model_validate(ctx.params.get(key) or {})
-    except Exception as e:  # pydantic's ValidationError; the spec normally caught it already
-        raise StageError(f"params.{key}: {e}") from None
 
 
 def _tokenizer_dir(p: Path) -> Path:
@@ -92,11 +90,9 @@ def prepare(ctx) -> dict:
     dp = P.DataParams.model_validate(ctx.params["data"])
     sp = P.SplitParams.model_validate(ctx.params.get("split", {}))
     path = D.data_path(ctx.params)
-    try:
+    with stage_errors():
         docs = D.load_documents(dp, path)
         parts = D.split_documents(docs, sp.train, sp.valid, sp.test, sp.seed)
-    except ValueError as e:
-        raise StageError(str(e)) from None
     levels = sorted({d.level for d in docs})
     summary: dict = {"source": str(path), "n_documents": len(docs), "levels": levels,
                      "counts": {}, "strata": {}, "lengths": {}}
@@ -121,14 +117,12 @@ def prepare(ctx) -> dict:
 def tokenizer(ctx) -> dict:
     tp = P.TokenizerParams.model_validate(ctx.params.get("tokenizer", {}))
     train_file = ctx.inputs["prepare"] / "train.jsonl"
-    try:
+    with stage_errors("tokenizer"):
         if tp.name == "bpe":
             tok = T.train_bpe((r["text"] for r in D.read_split(train_file)), tp.vocab_size,
                               tp.min_frequency)
         else:
             tok = T.load_pretrained(tp.name)
-    except ValueError as e:
-        raise StageError(f"tokenizer: {e}") from None
     tok.save_pretrained(str(ctx.out))
     ids = T.special_ids(tok)
     ctx.log.info("tokenizer: %s, %d tokens", tp.name, len(tok))
@@ -198,17 +192,15 @@ def train(ctx) -> dict[str, Any]:
     tp = _params(P.TrainParams, ctx, "train").resolved(pretrained=mp.pretrained is not None)
     seed = int(ctx.seed or 0)
     examples = _input(ctx, "examples")
-    try:
+    with stage_errors():
         tok = M.load_tokenizer(_tokenizer_dir(_input(ctx, "tokenizer")))
         ids = T.special_ids(tok)
-    except ValueError as e:
-        raise StageError(str(e)) from None
     train_set = _shards(examples / "train", "examples/train")
     valid_set = _shards(examples / "valid", "examples/valid")
     if len(valid_set) == 0:
         raise StageError("examples/valid is empty: the train stage needs validation examples")
 
-    try:
+    with stage_errors():
         shape = M.model_shape(mp, len(tok))
         n_params = shape["n_params"]
         # the widest micro-batch: the longest example (bucketed) or pad_to (padded), cut at the
@@ -218,20 +210,17 @@ def train(ctx) -> dict[str, Any]:
         act = M.activation_gb(shape["n_layer"], shape["n_embd"], tp.micro_batch, seq, len(tok))
         need_gb = M.check_memory(mp, n_params, ctx.device, act)
         model = M.build_model(mp, tok, seed=seed)
-    except ValueError as e:
-        raise StageError(str(e)) from None
     ctx.log.info("model: %.2fM parameters, about %.2f GB to train", n_params / 1e6, need_gb)
 
     resolved = {"model": mp.model_dump(), "train": tp.model_dump(), "seed": seed,
                 "device": ctx.device, "vocab_size": len(tok), "n_params": n_params,
                 "special_ids": ids, "n_train_examples": len(train_set),
                 "n_valid_examples": len(valid_set)}
-    try:
-        result = training.train(model, train_set, valid_set, tp, ids=ids, seed=seed, device=ctx.device,
-                       checkpoint_dir=Path(ctx.checkpoint_dir), resolved=resolved,
-                       progress=ctx.progress, log=ctx.log, heartbeat=ctx.heartbeat)
-    except ValueError as e:
-        raise StageError(str(e)) from None
+    with stage_errors():
+        result = training.train(model, train_set, valid_set, tp, ids=ids, seed=seed,
+                                device=ctx.device, checkpoint_dir=Path(ctx.checkpoint_dir),
+                                resolved=resolved, progress=ctx.progress, log=ctx.log,
+                                heartbeat=ctx.heartbeat)
 
     resolved["selected_step"] = result["selected_step"]
     resolved["precision_used"] = result["precision"]
@@ -256,13 +245,12 @@ def evaluate(ctx) -> dict[str, Any]:
     from fairtrial.recipes.ilm.model import load_model
 
     ep = _params(P.EvalParams, ctx, "eval")
-    try:
+    with stage_errors():
         model, tok = load_model(resolve_model_dir(_input(ctx, "train")), device=ctx.device)
-        rows, summary = scoring.evaluate_model(model, _input(ctx, "testset"), T.special_ids(tok), ep,
-                                         device=ctx.device, progress=ctx.progress, log=ctx.log)
+        rows, summary = scoring.evaluate_model(model, _input(ctx, "testset"), T.special_ids(tok),
+                                               ep, device=ctx.device, progress=ctx.progress,
+                                               log=ctx.log)
         write_item_scores(Path(ctx.out), rows)
-    except ValueError as e:
-        raise StageError(str(e)) from None
     scoring.write_summary(ctx.out, summary)
     return {"levels": summary, "n_rows": len(rows)}
 
@@ -274,7 +262,7 @@ def baseline(ctx) -> dict[str, Any]:
     from fairtrial.recipes.ilm.unigram import fit_unigram, score_unigram
 
     train_level = ctx.params.get("train_level", "all")
-    try:
+    with stage_errors():
         tok = load_tokenizer(_tokenizer_dir(_input(ctx, "tokenizer")))
         ids = T.special_ids(tok)
         texts = D.train_texts(_input(ctx, "prepare"), train_level)
@@ -293,8 +281,6 @@ def baseline(ctx) -> dict[str, Any]:
             summary[lv] = scoring.summarise(sums)
             ctx.progress(len(summary), None, unit="level", message=f"level {lv}")
         write_item_scores(Path(ctx.out), rows)
-    except ValueError as e:
-        raise StageError(str(e)) from None
     np.save(Path(ctx.out) / "unigram_logp.npy", logp)
     scoring.write_summary(ctx.out, summary)
     return {"levels": summary, "n_train_texts": len(texts), "n_rows": len(rows)}

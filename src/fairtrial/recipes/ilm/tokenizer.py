@@ -40,22 +40,14 @@ def add_ilm_tokens(tok):
 
 
 def load_pretrained(name_or_path: str):
-    """A GPT-2-style tokenizer from a local folder or hub name, with the ILM tokens added.
+    """A pretrained tokenizer by any model name fairtrial.ml takes (a hub name such as "gpt2", a
+    local folder, a GGUF file or a short name: the one hub-or-folder rule,
+    fairtrial.ml.causal_lm.model.load_tokenizer), with the ILM tokens added.
 
-    Raises ValueError (with the name) when it cannot be loaded."""
-    from transformers import AutoTokenizer
+    Raises ValueError (ModelError, one line naming `tokenizer.name`) when it cannot be loaded."""
+    from fairtrial.ml.causal_lm.model import load_tokenizer
 
-    p = Path(name_or_path).expanduser()
-    looks_like_path = p.is_absolute() or name_or_path.startswith((".", "~")) or p.exists()
-    if looks_like_path and not p.exists():
-        raise ValueError(f'tokenizer path "{name_or_path}" does not exist; give a folder saved with '
-                         f'save_pretrained, a hub name such as "gpt2", or "bpe" to train one')
-    try:
-        tok = AutoTokenizer.from_pretrained(str(p) if p.exists() else name_or_path)
-    except (OSError, ValueError) as e:
-        raise ValueError(f'cannot load tokenizer "{name_or_path}": {e}. Give a local folder saved '
-                         f'with save_pretrained, a reachable hub name, or "bpe" to train one') from None
-    return add_ilm_tokens(tok)
+    return add_ilm_tokens(load_tokenizer(name_or_path, what="tokenizer.name"))
 
 
 def train_bpe(texts: Iterable[str], vocab_size: int = DEFAULT_VOCAB_SIZE,

@@ -97,7 +97,7 @@ def train(model, train_data, valid_data, params: TrainParams, *, ids: dict[str, 
     is slow, so studies never ask for it; the tests use it to run the mixed-precision path, loss
     scaling and its checkpointed state included, on a machine without a GPU)."""
     from fairtrial.ml.causal_lm import train as loop
-    from fairtrial.recipes.ilm.model import max_positions
+    from fairtrial.ml.causal_lm.model import max_positions
 
     params = params.resolved(pretrained=False)  # a library caller may leave lr unset
     return loop.train(model, train_data, valid_data, params, objective(ids, params), seed=seed,

@@ -27,20 +27,22 @@ RECIPE = Recipe(
     stages=(
         # version 2: duplicates (exact or normalised texts) never straddle splits
         # (fairtrial.data.split), and documents are read by fairtrial.data.readers
-        Stage("prepare", stages.prepare, version="2", params=("data", "split"),
+        # version 3: splits are named train/valid/test (was val), and the stage "baseline" with
+        # params "baseline" (was baselines): the words of every recipe
+        Stage("prepare", stages.prepare, version="3", params=("data", "split"),
               input_files=input_files, resources=Resources(cpus=1, memory_gb=1)),
         Stage("embed", stages.embed, version="1", params=("embed",), needs=("prepare",),
               resources=Resources(cpus=2, memory_gb=2)),
-        Stage("windows", stages.windows, version="1",
+        Stage("windows", stages.windows, version="2",
               params=("window", "train_fraction"), needs=("prepare",),
               resources=Resources(cpus=1, memory_gb=0.5)),
-        Stage("train", stages.train, version="1", params=("arch", "model", "train"),
+        Stage("train", stages.train, version="2", params=("arch", "model", "train"),
               needs=("embed", "windows"), seeded=True, checkpoints=True, oom=oom_policy,
               resources=Resources(cpus=1, memory_gb=1.5)),
-        Stage("baselines", stages.baselines, version="1", params=("baselines",),
+        Stage("baseline", stages.baseline, version="2", params=("baseline",),
               needs=("embed", "windows"), resources=Resources(cpus=1, memory_gb=1)),
-        Stage("evaluate", stages.evaluate, version="1", params=(),
-              needs=("prepare", "embed", "windows", "train", "baselines"), emits_scores=True,
+        Stage("evaluate", stages.evaluate, version="2", params=(),
+              needs=("prepare", "embed", "windows", "train", "baseline"), emits_scores=True,
               resources=Resources(cpus=1, memory_gb=1.5)),
     ),
     metrics=(

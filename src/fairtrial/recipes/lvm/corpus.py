@@ -15,7 +15,6 @@ from typing import Any
 from fairtrial.data import readers as R
 from fairtrial.data.readers import Document
 
-
 # -- locating data ---------------------------------------------------------------------------
 
 def resolve_source(source: str) -> Path:
@@ -28,6 +27,16 @@ def resolve_source(source: str) -> Path:
     except UserError as e:
         raise ValueError(f"{e}. Give a data set name, a folder of .txt files, or a .csv or "
                          ".jsonl file") from e
+
+
+def split_documents(keys: list[str], groups: list[str], sp) -> tuple[list[str], list[int]]:
+    """Each document's split ("train", "valid" or "test") and training-order rank, from its group
+    key and duplicate anchor (fairtrial.data.split.split_joined, whose labels say "val"; the
+    recipes' word is "valid"). `sp`: the SplitParams."""
+    from fairtrial.data.split import split_joined
+
+    split_of, rank = split_joined(keys, groups, sp.seed, sp.valid, sp.test)
+    return ["valid" if s == "val" else s for s in split_of], rank
 
 
 def input_files(params: dict[str, Any]) -> list[Path]:

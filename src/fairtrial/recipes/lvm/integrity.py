@@ -28,12 +28,13 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from fairtrial.data.split import nested_subset, split_joined
+from fairtrial.data.split import nested_subset
+from fairtrial.recipes.lvm.corpus import split_documents
 from fairtrial.recipes.lvm.params import LvmParams, parse
 from fairtrial.recipes.lvm.windows import build_windows
 
 EVAL_SET = "test"   # the eval set name the evaluate stage writes
-SPLITS = ("train", "val", "test")
+SPLITS = ("train", "valid", "test")
 SHOW = 3            # mismatching ids named in a detail message
 
 
@@ -79,7 +80,7 @@ def document_split(prep: Path, docs: list[dict], p: LvmParams) -> dict[str, Any]
     groups = [str(d["group"]) for d in docs]
     keys = [str(d["key"]) if d.get("key") is not None else g for d, g in zip(docs, groups)]
     try:
-        split_of, rank = split_joined(keys, groups, sp.seed, sp.val, sp.test)
+        split_of, rank = split_documents(keys, groups, sp)
     except ValueError as e:
         split_of = None
         problems.append(f"the stored groups cannot be split with these params: {e}")

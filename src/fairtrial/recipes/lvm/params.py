@@ -5,14 +5,24 @@ Top-level keys map to stages (a stage's cache key holds only the keys it consume
   embed                -> embed     (shared by every arm: it does not see arch or train_fraction)
   window, train_fraction -> windows (k-vector contexts; the nested training subset)
   arch, model, train   -> train
-  baselines            -> baselines (copy_last, mean_context, ridge; shared across arch and seed)
+  baseline             -> baseline  (copy_last, mean_context, ridge; shared across arch and seed)
+
+The words are every recipe's (`train/valid/test`, `baseline`); the names of before, `split.val`
+and `baselines`, are still read (pydantic aliases) and written back under the new names.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 ARCHS = ("amn", "lstm", "gru", "transformer", "graphmert")
 
@@ -39,7 +49,9 @@ class DataParams(_Strict):
 
 class SplitParams(_Strict):
     seed: int = 0
-    val: float = Field(0.1, ge=0.0, lt=1.0)
+    valid: float = Field(0.1, ge=0.0, lt=1.0, validation_alias=AliasChoices("valid", "val"))
+    """Share of the groups for validation (early stopping, the ridge baseline's alpha); `val` is
+    the old name."""
     test: float = Field(0.2, gt=0.0, lt=1.0)
     group_by: str | None = "auto"
     """Documents sharing this metadata value stay in one split ("topic" for OneStopEnglish, so a
@@ -49,9 +61,9 @@ class SplitParams(_Strict):
 
     @model_validator(mode="after")
     def _fractions(self) -> "SplitParams":
-        if self.val + self.test >= 1.0:
-            raise ValueError(f"val + test = {self.val + self.test} leaves no training documents; "
-                             "keep val + test below 1")
+        if self.valid + self.test >= 1.0:
+            raise ValueError(f"valid + test = {self.valid + self.test} leaves no training "
+                             "documents; keep valid + test below 1")
         return self
 
 
@@ -142,7 +154,9 @@ class LvmParams(_Strict):
     arch: Literal["amn", "lstm", "gru", "transformer", "graphmert"] = "transformer"
     model: ModelParams = ModelParams()
     train: TrainParams = TrainParams()
-    baselines: BaselineParams = BaselineParams()
+    baseline: BaselineParams = Field(BaselineParams(),
+                                     validation_alias=AliasChoices("baseline", "baselines"))
+    """The trivial baselines' options; `baselines` is the old name."""
 
     @field_validator("data", mode="before")
     @classmethod

@@ -1,4 +1,4 @@
-"""The lvm stage functions: prepare -> embed -> windows -> train, baselines -> evaluate.
+"""The lvm stage functions: prepare -> embed -> windows -> train, baseline -> evaluate.
 
 Each reads its params from ctx.params, its upstream artifacts from ctx.inputs, writes under ctx.out
 and returns a small summary. Expected failures (bad data, bad params) raise StageError with the
@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fairtrial.data.split import group_labels, nested_subset, split_joined
+from fairtrial.data.split import group_labels, nested_subset
 from fairtrial.ml.embed import VectorCache, encoder_key, load_encoder, text_digest
 from fairtrial.recipes.api import StageError, stage_errors
 from fairtrial.recipes.lvm import corpus, scoring
@@ -24,7 +24,7 @@ from fairtrial.recipes.lvm.params import parse
 from fairtrial.recipes.lvm.windows import build_windows, gather
 from fairtrial.scores import eval_set_digest, write_item_scores
 
-SPLITS = ("train", "val", "test")
+SPLITS = ("train", "valid", "test")
 
 
 def _write_json(path: Path, obj) -> None:
@@ -67,11 +67,8 @@ def prepare(ctx) -> dict:
     keys = [corpus.field_of(d, group_by) if group_by else d.id for d in docs]
     groups = group_labels(docs, (lambda d: corpus.field_of(d, group_by)) if group_by
                           else (lambda d: None))
-    try:
-        split_of, group_rank = split_joined(keys, groups, p.split.seed, p.split.val,
-                                            p.split.test)
-    except ValueError as e:
-        raise StageError(f"split: {e}") from e
+    with stage_errors("split"):
+        split_of, group_rank = corpus.split_documents(keys, groups, p.split)
 
     unit_rows = {"row": [], "doc_id": [], "position": [], "text": [], "digest": []}
     doc_rows = {"doc_id": [], "key": [], "group": [], "split": [], "group_rank": [], "level": [],
@@ -117,12 +114,10 @@ def embed(ctx) -> dict:
         first.setdefault(d, t)
     uniq = list(first)
 
-    try:
+    with stage_errors():
         key = encoder_key(p.model, p.max_seq_length)
         cache = VectorCache(Path(p.cache_dir), key, p.normalize) if p.cache_dir else None
         known, dim = cache.get(uniq) if cache else ({}, None)
-    except ValueError as e:
-        raise StageError(str(e)) from e
     todo = [d for d in uniq if d not in known]
     done = [0]
 
@@ -133,10 +128,8 @@ def embed(ctx) -> dict:
     load_s = encode_s = 0.0
     if todo:  # a fully cached run never loads the model
         t0 = time.perf_counter()
-        try:
+        with stage_errors():
             enc = load_encoder(p.model, device=ctx.device, max_seq_length=p.max_seq_length)
-        except ValueError as e:
-            raise StageError(str(e)) from e
         load_s = time.perf_counter() - t0
         if dim is not None and dim != enc.dim:
             raise StageError(f"embedding cache {cache.folder} holds {dim}-d vectors but the "
@@ -200,9 +193,9 @@ def windows(ctx) -> dict:
                and (split != "train" or d["group"] in train_groups)]
         w, ids, skipped = build_windows([(d["doc_id"], rows_of.get(d["doc_id"], [])) for d in sel],
                                         k)
-        if len(w) == 0 and (split != "val" or sel):  # val may be empty only by choice
-            fix = {"train": "raise train_fraction or lower split.val / split.test",
-                   "val": "raise split.val (or set it to 0 to train without early stopping)",
+        if len(w) == 0 and (split != "valid" or sel):  # valid may be empty only by choice
+            fix = {"train": "raise train_fraction or lower split.valid / split.test",
+                   "valid": "raise split.valid (or set it to 0 to train without early stopping)",
                    "test": "raise split.test"}[split]
             raise StageError(
                 f"windows: the {split} split has no windows ({len(sel)} document(s), "
@@ -246,7 +239,7 @@ def train(ctx) -> dict:
     seed = int(ctx.seed if ctx.seed is not None else 0)
     vectors = load_vectors(ctx.inputs["embed"])
     tr = _windows_arrays(vectors, ctx.inputs["windows"], "train")
-    va = _windows_arrays(vectors, ctx.inputs["windows"], "val")
+    va = _windows_arrays(vectors, ctx.inputs["windows"], "valid")
     k, dim = tr[0].shape[1], vectors.shape[1]
     if len(tr[0]) == 0:
         raise StageError("train: no training windows (see the windows stage counts)")
@@ -277,27 +270,27 @@ def train(ctx) -> dict:
                ctx.out / "model.pt")
     _write_json(ctx.out / "history.json", result["history"])
     return {"arch": p.arch, "parameters": n_params, "train_windows": len(tr[0]),
-            "val_windows": len(va[0]), "epochs_run": result["epochs_run"],
-            "best_epoch": result["best_epoch"], "best_val_loss": result["best_val_loss"],
+            "valid_windows": len(va[0]), "epochs_run": result["epochs_run"],
+            "best_epoch": result["best_epoch"], "best_valid_loss": result["best_valid_loss"],
             "stopped_early": result["stopped_early"], "train_seconds": round(result["seconds"], 2)}
 
 
-# -- 5. baselines ----------------------------------------------------------------------------
+# -- 5. baseline -----------------------------------------------------------------------------
 
 BASELINES = ("copy_last", "mean_context", "ridge")
 
 
-def baselines(ctx) -> dict:
+def baseline(ctx) -> dict:
     """Trivial baselines' predictions for the test windows. A stage of its own because it depends
     on the windows (train_fraction) but not on the architecture or seed: one fit serves them all."""
-    p = parse(ctx.params).baselines
+    p = parse(ctx.params).baseline
     vectors = load_vectors(ctx.inputs["embed"])
     win_dir = ctx.inputs["windows"]
     test_w = np.load(win_dir / "test.npy")
     ctx_t, _ = gather(vectors, test_w) if len(test_w) else (np.empty((0, 1, vectors.shape[1])),
                                                              None)
     tr_ctx, tr_tgt = _windows_arrays(vectors, win_dir, "train")
-    va_ctx, va_tgt = _windows_arrays(vectors, win_dir, "val")
+    va_ctx, va_tgt = _windows_arrays(vectors, win_dir, "valid")
     t0 = time.perf_counter()
     if p.ridge_alpha is None and len(va_ctx):
         ridge, val_cos = scoring.Ridge.select(tr_ctx, tr_tgt, va_ctx, va_tgt, p.ridge_alphas)
@@ -309,7 +302,7 @@ def baselines(ctx) -> dict:
     np.savez(ctx.out / "predictions.npz", **{k: v.astype(np.float32) for k, v in preds.items()})
     return {"test_windows": len(test_w), "ridge_train_windows": len(tr_ctx),
             "ridge_alpha": ridge.alpha,
-            "ridge_val_cosine": {str(a): round(c, 5) for a, c in val_cos.items()},
+            "ridge_valid_cosine": {str(a): round(c, 5) for a, c in val_cos.items()},
             "ridge_fit_seconds": round(fit_s, 2)}
 
 
@@ -346,12 +339,12 @@ def evaluate(ctx) -> dict:
     t0 = time.perf_counter()
     preds = {"model": predict(model, ctx_t, device=ctx.device)}
     predict_s = time.perf_counter() - t0
-    with np.load(ctx.inputs["baselines"] / "predictions.npz") as z:
+    with np.load(ctx.inputs["baseline"] / "predictions.npz") as z:
         for name in BASELINES:
             if z[name].shape != preds["model"].shape:
                 raise StageError(f"evaluate: baseline {name} has predictions of shape "
                                  f"{z[name].shape}, the model {preds['model'].shape}: the "
-                                 "baselines artifact belongs to other windows")
+                                 "baseline artifact belongs to other windows")
             preds[name] = z[name]
 
     digest = eval_set_digest(test_ids)
@@ -372,10 +365,8 @@ def evaluate(ctx) -> dict:
             cols["doc_id"] += doc_ids
             means[f"{system}.{metric}"] = round(float(np.mean(values)), 5)
         ctx.heartbeat()
-    try:
+    with stage_errors("evaluate", hint=" (the model produced non-finite predictions?)"):
         write_item_scores(ctx.out, cols)
-    except ValueError as e:
-        raise StageError(f"evaluate: {e} (the model produced non-finite predictions?)") from e
 
     latency = {"latency_ms_batch1": latency_ms(model, ctx_t[:1], 1, ctx.device, 50),
                "latency_ms_batch256": latency_ms(model, ctx_t, 256, ctx.device, 10)}

@@ -54,7 +54,7 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray],
         on_epoch: Callable[[int, int, dict], None] | None = None,
         on_step: Callable[[], None] | None = None, log=None,
         config: dict | None = None) -> dict:
-    """Train `model` in place; returns {"history": [...], "best_epoch", "best_val_loss", ...}.
+    """Train `model` in place; returns {"history": [...], "best_epoch", "best_valid_loss", ...}.
     The model ends with the weights of the best validation epoch (the last one without val).
     `config` (the stage's resolved config) is saved in every checkpoint."""
     checkpoint_dir = Path(checkpoint_dir)
@@ -117,9 +117,9 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray],
         record = {"epoch": epoch, "train_loss": train_loss / max(1, seen),
                   "lr": opt.param_groups[0]["lr"]}
         if has_val:
-            record["val_loss"] = evaluate_loss(model, vx, vy, micro, loss_fn)
-            if record["val_loss"] < state["best_val"] - 1e-6:
-                state.update(best_val=record["val_loss"], best_epoch=epoch, bad_epochs=0,
+            record["valid_loss"] = evaluate_loss(model, vx, vy, micro, loss_fn)
+            if record["valid_loss"] < state["best_val"] - 1e-6:
+                state.update(best_val=record["valid_loss"], best_epoch=epoch, bad_epochs=0,
                              best_model=copy.deepcopy(model.state_dict()))
             else:
                 state["bad_epochs"] += 1
@@ -140,5 +140,5 @@ def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray],
     model.eval()
     return {"history": state["history"], "epochs_run": state["epoch"],
             "best_epoch": state["best_epoch"] if has_val else state["epoch"] - 1,
-            "best_val_loss": state["best_val"] if has_val else None,
+            "best_valid_loss": state["best_val"] if has_val else None,
             "stopped_early": state["stopped_early"], "seconds": time.perf_counter() - t0}
