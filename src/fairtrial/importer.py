@@ -127,15 +127,44 @@ def _coverage(mine: set[str], known: set[str] | None) -> dict[str, Any]:
             "missing": len(missing), "extra": len(mine - known), "missing_ids": missing[:5]}
 
 
+def _read_outputs(spec: Spec, path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Raw outputs (rows with an item id or the exact prompt, and the output text) scored by the
+    recipe's own scorer (`Recipe.score_outputs`): (item-score rows, the recipe's info)."""
+    if spec.recipe.score_outputs is None:
+        raise UserError(f'recipe "{spec.recipe.name}" cannot score raw outputs; import item scores '
+                        "instead (without --outputs)")
+    if not path.exists():
+        raise UserError(f"{path}: no such file")
+    from fairtrial.data.readers import iter_jsonl
+
+    try:
+        lines = list(iter_jsonl(path))
+        rows, info = spec.recipe.score_outputs(spec.params, lines, str(path),
+                                               spec.path.parent.resolve() if spec.path else None)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    return rows, info
+
+
 def import_scores(ws: Workspace, store: Store, spec: Spec, arm: str, path: Path,
-                  metric: str | None = None, eval_set: str | None = None) -> dict[str, Any]:
+                  metric: str | None = None, eval_set: str | None = None,
+                  outputs: bool = False) -> dict[str, Any]:
     if arm not in spec.external_arms:
         raise UserError(f'"{arm}" is not an external arm of study {spec.name}; declare it in '
                         f'the study file: external_arms = ["{arm}"]'
                         + (f" (external arms now: {', '.join(spec.external_arms)})"
                            if spec.external_arms else ""))
-    rows = _read_jsonl(path, metric, eval_set, [m.name for m in spec.recipe.metrics],
-                       frozenset(m.name for m in spec.recipe.metrics if m.aggregation == "proportion"))
+    scored: dict[str, Any] = {}
+    if outputs:
+        rows, scored = _read_outputs(spec, path)
+        # the scorer's version and the study's data enter the key: a changed scorer or other
+        # references score the outputs again
+        metric = "outputs:" + ",".join(f"{s.name}={s.version}" for s in spec.recipe.stages
+                                       if s.emits_scores) + ":" + digest_of(spec.params)
+    else:
+        rows = _read_jsonl(path, metric, eval_set, [m.name for m in spec.recipe.metrics],
+                           frozenset(m.name for m in spec.recipe.metrics
+                                     if m.aggregation == "proportion"))
     others = _study_items(ws, store, spec, but=arm)
     by_set: dict[str, set] = {}
     for r in rows:
@@ -163,6 +192,9 @@ def import_scores(ws: Workspace, store: Store, spec: Spec, arm: str, path: Path,
     store.set_cells(spec.name, [(arm, r, IMPORT_STAGE, key) for r in spec.replicates],
                     stage=IMPORT_STAGE)
     coverage = {es: _coverage(ids, others.get(es)) for es, ids in sorted(by_set.items())}
-    return {"arm": arm, "key": key, "rows": len(rows), "eval_sets": sorted(by_set),
-            "replicates": len(spec.replicates), "coverage": coverage,
-            "same_items_as_study": {es: c["same"] for es, c in coverage.items()}}
+    out = {"arm": arm, "key": key, "rows": len(rows), "eval_sets": sorted(by_set),
+           "replicates": len(spec.replicates), "coverage": coverage,
+           "same_items_as_study": {es: c["same"] for es, c in coverage.items()}}
+    if outputs:
+        out["outputs"] = {k: v for k, v in scored.items() if k != "summary"}
+    return out

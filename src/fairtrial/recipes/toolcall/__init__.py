@@ -1,0 +1,47 @@
+"""The `toolcall` recipe: can a LoRA-tuned small model with a format prefix replace a large API
+model on tool calls and structured JSON? (issue 10; docs/recipes/toolcall.md)
+
+Stages: model (the named model converted once) and prepare (items of each track) -> render (prompts
+through the chat template, the format gate) -> train (LoRA, or nothing for a prompt-only arm) ->
+generate -> score, plus the trivial baselines. External systems' raw outputs are scored by the same
+scorer through `fairtrial import --outputs` (`score_outputs`). Params: params.py; stages:
+stages.py; parsers and scorer: parsing.py, scoring.py, evaluate.py; integrity hook: integrity.py.
+"""
+
+from __future__ import annotations
+
+from fairtrial.recipes.api import Recipe, Resources, Stage
+from fairtrial.recipes.toolcall import stages
+from fairtrial.recipes.toolcall.data import input_files
+from fairtrial.recipes.toolcall.evaluate import METRICS
+from fairtrial.recipes.toolcall.integrity import integrity, report_sections, score_outputs
+from fairtrial.recipes.toolcall.params import ToolcallParams, oom_policy
+
+RECIPE = Recipe(
+    name="toolcall",
+    params=ToolcallParams,
+    description="Tool calls and structured JSON: does a LoRA-tuned small model (with or without a "
+                "format prefix) reach an API model's Args F1 / Field F1?",
+    stages=(
+        Stage("model", stages.model, version="1", params=("model",),
+              resources=Resources(cpus=1, memory_gb=2)),
+        Stage("prepare", stages.prepare, version="1", params=("data",), input_files=input_files,
+              resources=Resources(cpus=1, memory_gb=0.5)),
+        Stage("render", stages.render, version="1", params=("prompt",),
+              needs=("model", "prepare"), resources=Resources(cpus=1, memory_gb=1)),
+        Stage("train", stages.train, version="1", params=("model", "train"),
+              needs=("model", "render"), seeded=True, checkpoints=True, oom=oom_policy,
+              resources=Resources(cpus=2, memory_gb=4)),
+        Stage("generate", stages.generate, version="1", params=("generate",),
+              needs=("model", "render", "train"), seeded=True,
+              resources=Resources(cpus=2, memory_gb=3)),
+        Stage("score", stages.score, version="1", needs=("prepare", "generate"),
+              emits_scores=True, resources=Resources(cpus=1, memory_gb=0.5)),
+        Stage("baseline", stages.baseline, version="1", needs=("prepare",), emits_scores=True,
+              resources=Resources(cpus=1, memory_gb=0.5)),
+    ),
+    metrics=tuple(METRICS),
+    integrity=integrity,
+    score_outputs=score_outputs,
+    report_sections=report_sections,
+)
