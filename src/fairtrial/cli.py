@@ -100,10 +100,12 @@ def _check_evaluation_only(spec, study: Path) -> None:
     if len(spec.replicates) > 1:
         console.print(f"replicates {spec.replicates}: an external arm is one fixed system; its "
                       "scores are imported once and count as one replicate", markup=False)
-    console.print("import each system's per-item scores, then report:", markup=False)
+    raw = spec.recipe.score_outputs is not None  # the recipe scores raw outputs itself
+    console.print("import each system's " + ("raw outputs (scored by the recipe)" if raw else
+                                             "per-item scores") + ", then report:", markup=False)
     for a in spec.external_arms:
-        console.print(f"  fairtrial import {_q(str(study))} {_q(a + '.jsonl')} --arm {_q(a)}",
-                      highlight=False, markup=False)
+        console.print(f"  fairtrial import {_q(str(study))} {_q(a + '.jsonl')} --arm {_q(a)}"
+                      + (" --outputs" if raw else ""), highlight=False, markup=False)
     console.print(f"  fairtrial report {_q(str(study))}", highlight=False, markup=False)
     console.print("[green]valid[/]")
 
@@ -118,7 +120,12 @@ def run(study: Path = typer.Argument(..., help="The study file (TOML)."),
         memory_gb: float | None = typer.Option(None, help="Memory budget (default: 90% of RAM)."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
         as_json: bool = typer.Option(False, "--json",
-                                     help="No progress display; print the outcome as JSON.")) -> None:
+                                     help="No progress display; print the outcome as JSON."),
+        executor: str | None = typer.Option(
+            None, help="Where stage runs run: local (default; or $FAIRTRIAL_EXECUTOR) or ray."),
+        address: str | None = typer.Option(
+            None, help="The Ray cluster (HOST:PORT) for --executor ray (default: $RAY_ADDRESS, "
+                       "else a local Ray).")) -> None:
     """Run a study (resumes whatever is not done; cached stage runs are not run again)."""
     _check_budget("--cpus", cpus)
     _check_budget("--memory-gb", memory_gb)
@@ -134,9 +141,10 @@ def run(study: Path = typer.Argument(..., help="The study file (TOML)."),
                           f"ARM), then: fairtrial report {q}", markup=False, highlight=False)
         raise typer.Exit(0)
     if detach:
-        _detach(study, ws, cpus, memory_gb, as_json)
+        _detach(study, ws, cpus, memory_gb, as_json, executor, address)
         return
-    outcome = _run_foreground(spec, ws, cpus, memory_gb, quiet or as_json, as_json)
+    outcome = _run_foreground(spec, ws, cpus, memory_gb, quiet or as_json, as_json, executor,
+                              address)
     if as_json:
         _emit_json(outcome.to_dict())
     raise typer.Exit(0 if outcome.ok else 1)
@@ -148,9 +156,10 @@ def resume(study: Path = typer.Argument(..., help="The study file (TOML)."),
            detach: bool = typer.Option(False, "--detach", "-d"),
            cpus: float | None = typer.Option(None), memory_gb: float | None = typer.Option(None),
            quiet: bool = typer.Option(False, "--quiet", "-q"),
-           as_json: bool = typer.Option(False, "--json")) -> None:
+           as_json: bool = typer.Option(False, "--json"),
+           executor: str | None = typer.Option(None), address: str | None = typer.Option(None)) -> None:
     """Same as `run`: finds lost and unfinished stage runs and completes them."""
-    run(study, workspace, detach, cpus, memory_gb, quiet, as_json)
+    run(study, workspace, detach, cpus, memory_gb, quiet, as_json, executor, address)
 
 
 def _check_budget(option: str, value: float | None) -> None:
@@ -161,8 +170,9 @@ def _check_budget(option: str, value: float | None) -> None:
         raise UserError(f"{option} must be a positive finite number, got {value}")
 
 
-def _detach(study: Path, ws, cpus, memory_gb, as_json: bool = False) -> None:
-    d = usecases.detach(study, ws, cpus, memory_gb)
+def _detach(study: Path, ws, cpus, memory_gb, as_json: bool = False, executor=None,
+            address=None) -> None:
+    d = usecases.detach(study, ws, cpus, memory_gb, executor, address)
     if as_json:
         _emit_json({"study": d.study, "detached": True, "pid": d.pid, "log": str(d.log),
                     "finished": d.finished})
@@ -178,7 +188,8 @@ def _detach(study: Path, ws, cpus, memory_gb, as_json: bool = False) -> None:
                   markup=False, highlight=False)
 
 
-def _run_foreground(spec, ws, cpus, memory_gb, quiet, as_json: bool = False) -> usecases.RunOutcome:
+def _run_foreground(spec, ws, cpus, memory_gb, quiet, as_json: bool = False, executor=None,
+                    address=None) -> usecases.RunOutcome:
     """Run the study in this process with a progress display; returns the outcome."""
     from rich.progress import (
         BarColumn,
@@ -238,7 +249,8 @@ def _run_foreground(spec, ws, cpus, memory_gb, quiet, as_json: bool = False) -> 
                 progress.console.print(f"{where}: {msg}", highlight=False)
 
     try:
-        outcome = usecases.run(spec, ws, cpus, memory_gb, on_event=on_event)
+        outcome = usecases.run(spec, ws, cpus, memory_gb, on_event=on_event, executor=executor,
+                               address=address)
         if overall:
             progress.update(overall[0], completed=outcome.run + outcome.cached)
     finally:
@@ -432,17 +444,26 @@ def import_(study: Path = typer.Argument(..., help="The study file (TOML)."),
             scores: Path = typer.Argument(..., help="JSONL: item_id, value, metric, eval_set."),
             metric: str | None = typer.Option(None, help="Metric of every line without one."),
             eval_set: str | None = typer.Option(None, help="Eval set of every line without one."),
+            outputs: bool = typer.Option(False, "--outputs",
+                                         help="The file holds raw outputs (item_id or the exact "
+                                              "prompt, and output), scored by the recipe's own "
+                                              "scorer."),
             workspace: Path | None = WorkspaceOpt,
             as_json: bool = typer.Option(False, "--json")) -> None:
     """Add item scores produced elsewhere (e.g. a hosted API model) as an external arm."""
     spec = usecases.load(study)
     ws = usecases.open_workspace(workspace)
-    out = usecases.import_scores(spec, ws, arm, scores, metric, eval_set)
+    out = usecases.import_scores(spec, ws, arm, scores, metric, eval_set, outputs=outputs)
     if as_json:
         _emit_json(out)
         return
     console.print(f"imported {out['rows']} item scores as arm {arm} ({', '.join(out['eval_sets'])}); "
                   f"stage run {out['key'][:12]}", highlight=False, markup=False)
+    if out.get("outputs", {}).get("missing"):
+        o = out["outputs"]
+        console.print(f"  note: {o['missing']:,} of the {o['items']:,} evaluation items have no "
+                      f"output (e.g. {', '.join(o['missing_ids'][:3])}): missing, compared on "
+                      "shared items and shown counted as failures", highlight=False, markup=False)
     for es, cov in out["coverage"].items():
         if cov["same"] is False:   # None: no other arm has scores on this eval set yet
             parts = []
@@ -529,6 +550,34 @@ def version(as_json: bool = typer.Option(False, "--json",
         console.print(f"fairtrial {__version__}")
         return
     _emit_json(usecases.versions())
+
+
+# ---------------------------------------------------------------- ui
+@app.command()
+def ui(workspace: Path | None = WorkspaceOpt,
+       port: int = typer.Option(8765, min=0, max=65535, help="Port (0: any free one)."),
+       host: str = typer.Option("127.0.0.1", help="Address to listen on. 0.0.0.0 listens on every "
+                                "interface: anyone who can reach this machine and has the token "
+                                "can read the workspace."),
+       as_json: bool = typer.Option(False, "--json", help="Print the address as one JSON line.")) -> None:
+    """A read-only web dashboard of the workspace: studies, live status, stage runs, reports and
+    item-by-item comparisons. Every request needs the token in the printed address."""
+    from fairtrial.web import serve
+
+    def ready(info: dict) -> None:
+        if as_json:
+            _emit_json(info)
+        else:
+            console.print(f"fairtrial dashboard of {info['workspace']}", markup=False, highlight=False)
+            if info["all_interfaces"]:
+                console.print(f"listening on every interface ({host}, port {info['port']}): the token "
+                              "is required on every request; share the address only with people "
+                              "who may read this workspace", markup=False, highlight=False)
+            console.print(f"open {info['url']}", markup=False, highlight=False, soft_wrap=True)
+            console.print("(read-only; Ctrl-C stops it)", markup=False, highlight=False)
+        sys.stdout.flush()
+
+    serve(workspace, host=host, port=port, on_ready=ready)
 
 
 # ---------------------------------------------------------------- recipe commands

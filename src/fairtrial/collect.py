@@ -122,7 +122,29 @@ def gather(ws: Workspace, store: Store, spec: Spec) -> dict[str, Any]:
     integrity = _integrity_inputs(ws, spec, cells, verified)
     return {"scores": scores, "effective_params": effective, "progress": progress,
             "complete": done == len(keys), "provenance": provenance, "missing": missing,
-            **integrity}
+            "sections": _report_sections(ws, spec, cells, verified), **integrity}
+
+
+def _report_sections(ws: Workspace, spec: Spec, cells: list[dict],
+                     verified: dict[str, dict | None]) -> list[dict]:
+    """The recipe's report sections (Recipe.report_sections), asked once per arm on the arm's
+    first replicate's finished artifacts; shown once when every arm gives the same, else each
+    arm's under its name."""
+    hook = getattr(spec.recipe, "report_sections", None)
+    if hook is None:
+        return []
+    per_arm = []
+    for arm in spec.arms:
+        rep = min(spec.replicates)
+        paths = {c["stage"]: ws.artifact(c["key"]) for c in cells
+                 if c["arm"] == arm.name and c["replicate"] == rep and verified.get(c["key"])}
+        if paths:
+            per_arm.append((arm.name, hook(paths, arm.params) or []))
+    if not per_arm:
+        return []
+    if all(s == per_arm[0][1] for _, s in per_arm):
+        return per_arm[0][1]
+    return [{**sec, "title": f"{name}: {sec.get('title', '')}"} for name, secs in per_arm for sec in secs]
 
 
 def _integrity_inputs(ws: Workspace, spec: Spec, cells: list[dict],

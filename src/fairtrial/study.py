@@ -189,15 +189,32 @@ the engine's fields plus "key", "stage", "arms" (sorted), "seed"), and "progress
 that report progress, at most every 0.5 s."""
 
 
+EXECUTORS = ("local", "ray")
+
+
+def executor_choice(executor: str | None) -> str:
+    """--executor, else $FAIRTRIAL_EXECUTOR, else local."""
+    name = executor or os.environ.get("FAIRTRIAL_EXECUTOR") or "local"
+    if name not in EXECUTORS:
+        src = "--executor" if executor else "FAIRTRIAL_EXECUTOR"
+        raise UserError(f'{src}: unknown executor "{name}"; known: {", ".join(EXECUTORS)}')
+    return name
+
+
 def run(spec: Spec, ws: Workspace, cpus: float | None = None, memory_gb: float | None = None,
-        on_event: EventCallback | None = None) -> RunOutcome:
+        on_event: EventCallback | None = None, executor: str | None = None,
+        address: str | None = None) -> RunOutcome:
     """Run whatever of the study is not done, in this process; returns the outcome. Refused when
-    another supervisor runs the study."""
+    another supervisor runs the study. `executor`: "local" (worker processes here) or "ray" (a
+    Ray cluster at `address`, else $RAY_ADDRESS, else a local Ray); see docs/cluster.md."""
     if spec.evaluation_only:  # nothing to train
         return RunOutcome(study=spec.name, ok=True, stage_runs=0, run=0, cached=0,
                           evaluation_only=True)
     from fairtrial.engine.local import Slots, StudyLock, Supervisor
 
+    kind = executor_choice(executor)
+    if address and kind != "ray":
+        raise UserError("--address names a Ray cluster: give it with --executor ray")
     store = open_store(ws)
     lock = StudyLock(ws, spec.name)
     lock.acquire()
@@ -238,7 +255,14 @@ def run(spec: Spec, ws: Workspace, cpus: float | None = None, memory_gb: float |
                                           "unit": r.get("progress_unit") or "it",
                                           "rate": r.get("rate"), "message": r.get("message")})
 
-        result = Supervisor(ws, store, spec.name, p, slots, on_event=engine_event).run()
+        if kind == "ray":
+            from fairtrial.engine.ray_executor import RayExecutor
+
+            ex = RayExecutor(ws, store.url, address)
+        else:
+            ex = None  # the local executor on `slots`
+        result = Supervisor(ws, store, spec.name, p, slots, on_event=engine_event,
+                            executor=ex).run()
         failed = []
         for key in result.failed:
             rec = store.get_run(key) or {}
@@ -265,7 +289,8 @@ class Detached:
 
 
 def detach(study: str | Path, ws: Workspace, cpus: float | None = None,
-           memory_gb: float | None = None) -> Detached:
+           memory_gb: float | None = None, executor: str | None = None,
+           address: str | None = None) -> Detached:
     """Start a background supervisor (`fairtrial run --quiet` in a new session) and return once it
     runs (its pid file names it) or finished at once. Refused when the study is running."""
     from fairtrial.engine.local import StudyLock
@@ -287,6 +312,10 @@ def detach(study: str | Path, ws: Workspace, cpus: float | None = None,
         cmd += ["--cpus", str(cpus)]
     if memory_gb:
         cmd += ["--memory-gb", str(memory_gb)]
+    if executor:
+        cmd += ["--executor", executor_choice(executor)]
+    if address:
+        cmd += ["--address", address]
     with open(log, "ab") as f:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
                                 start_new_session=True, cwd=os.getcwd())
@@ -449,21 +478,9 @@ class Reported:
 def report(spec: Spec, ws: Workspace, out: Path | None = None, seed: int = 20240601,
            resamples: int = 10_000) -> Reported:
     """Analyse the study's item scores and write report.md, report.html and report.json."""
-    from fairtrial.analysis import AnalysisContext, StudyDesign, analyze
-    from fairtrial.collect import gather
     from fairtrial.report import render_html, render_markdown
 
-    store = open_store(ws)
-    got = gather(ws, store, spec)
-    design = StudyDesign.from_spec(spec)
-    ctx = AnalysisContext(effective_params=got["effective_params"], provenance=got["provenance"],
-                          complete=got["complete"], progress=got["progress"],
-                          train_texts=got["train_texts"], eval_texts=got["eval_texts"],
-                          splits=got["splits"])
-    if got["scores"].empty:
-        raise UserError(f"{spec.name}: no item scores yet ({got['progress'].get('done', 0)} of "
-                        f"{got['progress']['total']} stage runs done); run the study first")
-    result = analyze(got["scores"], design, ctx, seed=seed, n_resamples=resamples)
+    result = analyse(spec, ws, seed=seed, resamples=resamples)
     folder = out or ws.study_dir(spec.name)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "report.md").write_text(render_markdown(result))
@@ -472,17 +489,46 @@ def report(spec: Spec, ws: Workspace, out: Path | None = None, seed: int = 20240
     return Reported(result=result, folder=folder)
 
 
+def analyse(spec: Spec, ws: Workspace, seed: int = 20240601, resamples: int = 10_000,
+            store=None):
+    """The study's AnalysisResult (what `report` writes), computed afresh; writes nothing."""
+    from fairtrial.analysis import AnalysisContext, StudyDesign, analyze
+    from fairtrial.collect import gather
+
+    store = store or open_store(ws)
+    got = gather(ws, store, spec)
+    design = StudyDesign.from_spec(spec)
+    ctx = AnalysisContext(effective_params=got["effective_params"], provenance=got["provenance"],
+                          complete=got["complete"], progress=got["progress"],
+                          train_texts=got["train_texts"], eval_texts=got["eval_texts"],
+                          splits=got["splits"])
+    if got["scores"].empty:
+        if got.get("sections"):  # the recipe reports what its stages found (curate's funnel)
+            from fairtrial.analysis import without_scores
+
+            result = without_scores(design, ctx)
+            result.sections = got["sections"]
+            return result
+        raise UserError(f"{spec.name}: no item scores yet ({got['progress'].get('done', 0)} of "
+                        f"{got['progress']['total']} stage runs done); run the study first")
+    result = analyze(got["scores"], design, ctx, seed=seed, n_resamples=resamples)
+    result.sections = got.get("sections") or []
+    return result
+
+
 # ---------------------------------------------------------------- import
 def import_scores(spec: Spec, ws: Workspace, arm: str, scores: Path, metric: str | None = None,
-                  eval_set: str | None = None) -> dict[str, Any]:
+                  eval_set: str | None = None, outputs: bool = False) -> dict[str, Any]:
     """Add item scores produced elsewhere as an external arm; returns {"arm", "key", "rows",
-    "eval_sets", "replicates", "coverage", "same_items_as_study"} (see docs/cli.md)."""
+    "eval_sets", "replicates", "coverage", "same_items_as_study"} (see docs/cli.md).
+    `outputs`: the file holds raw outputs, scored by the recipe's own scorer (plus "outputs":
+    {"items", "scored", "missing", "missing_ids"})."""
     from fairtrial.importer import import_scores as _import
 
     store = open_store(ws)
     if not store.get_study(spec.name):
         store.upsert_study(spec.name, str(spec.path), spec.recipe.name, spec.digest, spec.raw)
-    return _import(ws, store, spec, arm, scores, metric, eval_set)
+    return _import(ws, store, spec, arm, scores, metric, eval_set, outputs=outputs)
 
 
 # ---------------------------------------------------------------- recipes, versions
@@ -527,3 +573,275 @@ def versions() -> dict[str, Any]:
             libs[lib] = None
     return {"fairtrial": __version__, "code_version": code_version(),
             "python": platform.python_version(), "libraries": libs}
+
+
+# ---------------------------------------------------------------- dashboard reads (fairtrial ui)
+# The web dashboard (fairtrial.web) shows nothing it computes itself: these read the store, the
+# artifacts and the analysis. Every name a client sends is looked up among what exists (a study
+# in the store, a stage-run key in the records, a file name in a verified manifest) and never used
+# as a path.
+@dataclass
+class Reader:
+    """A workspace and its record store, opened once for a long-running reader (the dashboard)."""
+    ws: Workspace
+    store: Any
+
+
+def reader(workspace: str | Path | None) -> Reader:
+    ws = open_workspace(workspace)
+    return Reader(ws=ws, store=open_store(ws))
+
+
+class NotFound(UserError):
+    """A study, stage run or file the client named does not exist (the dashboard answers 404)."""
+
+
+def _known_study(r: Reader, name: str) -> dict[str, Any]:
+    rec = r.store.get_study(name) if isinstance(name, str) and name else None
+    if rec is None:
+        raise NotFound(f'unknown study "{name}"')
+    return rec
+
+
+def _known_key(r: Reader, key: str) -> dict[str, Any]:
+    # a full key only (no prefixes: the dashboard links by full key), hex digits only
+    if not isinstance(key, str) or not 8 <= len(key) <= 64 or set(key) - set("0123456789abcdef"):
+        raise NotFound("no such stage run")
+    rec = r.store.get_run(key)
+    if rec is None:
+        raise NotFound(f"no stage run with key {key}")
+    return rec
+
+
+def dashboard_studies(r: Reader) -> list[dict[str, Any]]:
+    """Every study of the workspace: name, question, recipe, state counts, ETA, whether a
+    supervisor runs it, and the headline of the report last written to its folder (if any)."""
+    out = []
+    for s in r.store.list_studies():
+        st = StatusQuery(r.ws, r.store, [s["name"]]).read()[0]
+        spec = s.get("spec") or {}
+        last = None
+        rj = r.ws.study_dir(s["name"]) / "report.json"
+        try:
+            last = {"headline": json.loads(rj.read_text()).get("headline"),
+                    "written_at": rj.stat().st_mtime}
+        except (OSError, ValueError, AttributeError):
+            pass
+        out.append({"name": s["name"], "question": spec.get("question"), "recipe": s.get("recipe"),
+                    "totals": st.totals, "eta_s": st.eta_s, "running": st.supervisor is not None,
+                    "updated_at": s.get("updated_at"), "last_report": last,
+                    "fingerprint": status_fingerprint(st)})
+    return out
+
+
+def status_fingerprint(st: StudyStatus) -> str:
+    """A digest of which stage runs are done or cached: an analysis stays valid while it holds."""
+    import hashlib
+
+    done = sorted(k for k, v in st.runs.items() if v.state in ("done", "cached"))
+    return hashlib.sha256("\n".join(done).encode()).hexdigest()[:16]
+
+
+def dashboard_study(r: Reader, name: str) -> dict[str, Any]:
+    """`fairtrial status --json` of one study, with its question, recipe, arms and fingerprint."""
+    rec = _known_study(r, name)
+    st = StatusQuery(r.ws, r.store, [name]).read()[0]
+    spec = rec.get("spec") or {}
+    return {**st.to_dict(), "question": spec.get("question"), "recipe": rec.get("recipe"),
+            "arms": [a.get("name") for a in spec.get("arms") or [] if isinstance(a, dict)],
+            "control": spec.get("control"), "fingerprint": status_fingerprint(st)}
+
+
+def dashboard_run(r: Reader, key: str) -> dict[str, Any]:
+    """One stage run: its record (declared and effective params, OOM back-offs), state as status
+    derives it, attempts, the cells that use it, and its verified manifest (files with digests)."""
+    import socket
+
+    from fairtrial.status import derive_state
+    from fairtrial.store import artifacts
+
+    rec = _known_key(r, key)
+    v = artifacts.verify(r.ws, key)
+    state = derive_state(rec, v.ok, rec.get("study"), time.time(), socket.gethostname())
+    manifest = None
+    if v.ok and v.manifest:
+        m = v.manifest
+        manifest = {"files": {n: {"sha256": f.get("sha256"), "size": f.get("size")}
+                              for n, f in sorted((m.get("files") or {}).items())},
+                    **{k: m.get(k) for k in ("code_version", "host", "committed_at", "needs",
+                                             "input_digests", "input_files", "summary")}}
+    cells = _cells_of_key(r, key)
+    log = r.ws.log(key)
+    return {"key": key, "recipe": rec.get("recipe"), "stage": rec.get("stage"),
+            "version": rec.get("version"), "seed": rec.get("seed"), "study": rec.get("study"),
+            "state": state, "recorded_state": rec.get("state"),
+            "verify": "ok" if v.ok else (v.reason or "missing"),
+            "params": rec.get("params") or {}, "effective_params": rec.get("effective_params"),
+            "adjustments": rec.get("adjustments") or [], "attempts_count": rec.get("attempts"),
+            "attempts": [{k: a.get(k) for k in ("attempt", "study", "pid", "host", "started_at",
+                                                 "ended_at", "outcome", "error")}
+                         for a in r.store.get_attempts(key)],
+            "progress": {k: rec.get(k) for k in ("progress_done", "progress_total",
+                                                  "progress_unit", "rate", "message")},
+            "started_at": rec.get("started_at"), "ended_at": rec.get("ended_at"),
+            "duration_s": rec.get("duration_s"), "error": rec.get("error"),
+            "needs": rec.get("needs"), "cells": cells, "manifest": manifest,
+            "has_log": log.exists()}
+
+
+def _cells_of_key(r: Reader, key: str) -> list[dict[str, Any]]:
+    """The (study, arm, replicate, stage) cells a stage run serves, by the cells table's key index
+    (reading every study's cells costs ~0.1 s per 10,000)."""
+    from sqlalchemy import select
+
+    from fairtrial.store.db import cells
+
+    with r.store.engine.connect() as c:
+        rows = c.execute(select(cells.c.study, cells.c.arm, cells.c.replicate, cells.c.stage)
+                         .where(cells.c.key == key).order_by(cells.c.study, cells.c.arm,
+                                                             cells.c.replicate)).fetchall()
+    return [{"study": st, "arm": a, "replicate": rep, "stage": sg, "key": key}
+            for st, a, rep, sg in rows]
+
+
+def dashboard_log(r: Reader, key: str, offset: int = -1, limit: int = 65536) -> dict[str, Any]:
+    """The stage run's log from byte `offset` (-1: its last `limit` bytes), at most `limit` bytes:
+    {"text", "offset" (where the next read starts), "size"}. A log that shrank is read anew."""
+    _known_key(r, key)
+    path = r.ws.log(key)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        return {"text": "", "offset": 0, "size": 0}
+    except OSError as e:
+        raise NotFound(f"log of {key[:12]} cannot be read: {e.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        start = max(0, size - limit) if offset < 0 or offset > size else offset
+        f.seek(start)
+        data = f.read(min(limit, size - start))
+    return {"text": data.decode("utf-8", errors="replace"), "offset": start + len(data),
+            "size": size}
+
+
+def artifact_file(r: Reader, key: str, name: str):
+    """An open binary file of a finished stage run's artifact, addressed by its key and a name its
+    verified manifest lists (never a path from the caller). Refuses (NotFound) a name not in the
+    manifest and a file that resolves outside the artifact folder (a symlink pointing out)."""
+    from fairtrial.store import artifacts
+
+    _known_key(r, key)
+    v = artifacts.verify(r.ws, key)
+    if not v.ok or not v.manifest:
+        raise NotFound(f"stage run {key[:12]} has no verified artifact")
+    if not isinstance(name, str) or name not in (v.manifest.get("files") or {}):
+        raise NotFound(f"stage run {key[:12]} has no file of that name in its manifest")
+    folder = os.path.realpath(r.ws.artifact(key))
+    if not folder.startswith(os.path.realpath(r.ws.artifacts) + os.sep):
+        raise NotFound(f"the artifact of {key[:12]} lies outside the workspace")
+    path = os.path.join(folder, name)
+    real = os.path.realpath(path)
+    if real != os.path.normpath(path) or not real.startswith(folder + os.sep):
+        raise NotFound(f"{name} of {key[:12]} is a link; links are not served")
+    try:
+        fd = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        raise NotFound(f"{name} of {key[:12]} cannot be opened") from None
+    f = os.fdopen(fd, "rb")
+    st = os.fstat(fd)
+    import stat as _stat
+
+    if not _stat.S_ISREG(st.st_mode):
+        f.close()
+        raise NotFound(f"{name} of {key[:12]} is not a plain file")
+    return f
+
+
+def _stored_spec(r: Reader, name: str) -> Spec:
+    rec = _known_study(r, name)
+    path = rec.get("path")
+    if not path or not Path(path).exists():
+        raise UserError(f'study "{name}": its study file {path} no longer exists; the report '
+                        "and comparisons need it")
+    return load(path)
+
+
+def dashboard_report(r: Reader, name: str, seed: int = 20240601,
+                     resamples: int = 10_000) -> dict[str, Any]:
+    """What `fairtrial report` writes, as data: the headline (its first line), verdict, integrity
+    findings and the report's blocks (headings, paragraphs, tables, plots as base64 PNG)."""
+    import base64
+
+    from fairtrial.report.document import Heading, Image, Para, Table, build
+
+    result = analyse(_stored_spec(r, name), r.ws, seed=seed, resamples=resamples, store=r.store)
+    blocks: list[dict[str, Any]] = []
+    for b in build(result):
+        if isinstance(b, Para):
+            blocks.append({"kind": "para", "text": b.text, "class": b.kind})
+        elif isinstance(b, Heading):
+            blocks.append({"kind": "heading", "text": b.text, "level": b.level})
+        elif isinstance(b, Table):
+            blocks.append({"kind": "table", "header": list(b.header),
+                           "rows": [[str(c) for c in row] for row in b.rows],
+                           "classes": list(b.classes)})
+        elif isinstance(b, Image):
+            png = b.render()
+            if png:
+                blocks.append({"kind": "image", "title": b.title,
+                               "png": base64.b64encode(png).decode()})
+    return {"study": name, "headline": result.headline, "verdict": result.verdict,
+            "complete": result.complete, "progress": result.progress,
+            "findings": [{"severity": f.severity, "code": f.code, "message": f.message}
+                         for f in result.findings], "blocks": blocks}
+
+
+def dashboard_compare(r: Reader, name: str, a: str, b: str, metric: str | None = None,
+                      eval_set: str | None = None, top: int = 25) -> dict[str, Any]:
+    """Two arms item by item on a metric (default: the endpoint): per item, the mean over the
+    seeds both arms have of (a - b), paired on item and seed; the items where they disagree most,
+    with the item text where the recipe exposes it (its integrity hook's eval texts)."""
+    from fairtrial.collect import gather
+
+    spec = _stored_spec(r, name)
+    got = gather(r.ws, r.store, spec)
+    df = got["scores"]
+    metric = metric or spec.endpoint.metric
+    arms = sorted(set(df["arm"])) if not df.empty else []
+    for arm in (a, b):
+        if arm not in arms:
+            raise NotFound(f'study "{name}" has no item scores for arm "{arm}"; arms with scores: '
+                           f"{', '.join(arms) or 'none'}")
+    df = df[(df["metric"] == metric) & (df["system"] == "model")]
+    sets = sorted(set(df["eval_set"]))
+    if not sets:
+        raise NotFound(f'study "{name}" has no item scores for metric "{metric}"')
+    eval_set = eval_set or sets[0]
+    if eval_set not in sets:
+        raise NotFound(f'no eval set "{eval_set}"; known: {", ".join(sets)}')
+    df = df[df["eval_set"] == eval_set]
+    pa = df[df["arm"] == a].set_index(["item_id", "replicate"])["value"]
+    pb = df[df["arm"] == b].set_index(["item_id", "replicate"])["value"]
+    pa = pa[~pa.index.duplicated()]
+    pb = pb[~pb.index.duplicated()]
+    both = pa.index.intersection(pb.index)
+    diff = (pa.loc[both] - pb.loc[both]).groupby(level="item_id").mean()
+    va = pa.loc[both].groupby(level="item_id").mean()
+    vb = pb.loc[both].groupby(level="item_id").mean()
+    seeds = sorted({int(s) for s in both.get_level_values("replicate")})
+    direction = next((m.direction for m in spec.recipe.metrics if m.name == metric), None) \
+        if spec.recipe is not None else None
+    texts = (got.get("eval_texts") or {}).get(eval_set) or {}
+    order = diff.abs().sort_values(ascending=False, kind="stable").index[:max(0, top)]
+    items = [{"item_id": str(i), "a": float(va[i]), "b": float(vb[i]), "diff": float(diff[i]),
+              "text": texts.get(str(i))} for i in order]
+    n = len(diff)
+    return {"study": name, "a": a, "b": b, "metric": metric, "direction": direction,
+            "eval_set": eval_set, "eval_sets": sets, "arms": arms, "seeds": seeds,
+            "n_items": n, "only_a": len(pa.index.difference(both)),
+            "only_b": len(pb.index.difference(both)),
+            "mean_a": float(va.mean()) if n else None, "mean_b": float(vb.mean()) if n else None,
+            "mean_diff": float(diff.mean()) if n else None,
+            "a_higher": int((diff > 0).sum()), "b_higher": int((diff < 0).sum()),
+            "ties": int((diff == 0).sum()), "items": items,
+            "has_text": bool(texts)}

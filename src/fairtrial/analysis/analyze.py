@@ -165,6 +165,28 @@ def analyze(scores: pd.DataFrame, design: StudyDesign, context: AnalysisContext 
     )
 
 
+def without_scores(design: StudyDesign, context: AnalysisContext | None = None) -> AnalysisResult:
+    """The result of a study with no item scores (yet): no comparison and no verdict ("none"),
+    for a study whose recipe reports what its stages found (AnalysisResult.sections, e.g. a
+    curation funnel before any arm is trained and evaluated)."""
+    context = context or AnalysisContext()
+    design.check()
+    dec = design.decision
+    m = design.endpoint.metric
+    return AnalysisResult(
+        question=design.question, name=design.name,
+        endpoint={"metric": m, "direction": design.endpoint.direction,
+                  "secondary": list(design.endpoint.secondary),
+                  "aggregation": design.aggregation(m), "aggregations": {m: design.aggregation(m)}},
+        decision={"min_effect": dec.min_effect, "effect": dec.effect, "alpha": dec.alpha,
+                  "correction": dec.correction, "compare": dec.compare},
+        verdict="none",
+        headline=f"{design.question} No verdict: no item scores yet ({m} has not been measured "
+                 "on any arm); what the study's stages found so far is reported below.",
+        provenance=dict(context.provenance), complete=context.complete,
+        progress=dict(context.progress), settings={})
+
+
 def _aggregation(design: StudyDesign, metric: str) -> str:
     """A pairwise metric is counted (win / tie / loss) and its mean is a mean preference; every
     other metric is aggregated as declared."""

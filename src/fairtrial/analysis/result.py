@@ -36,6 +36,8 @@ class AnalysisResult:
     complete: bool = True
     progress: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    sections: list[dict[str, Any]] = field(default_factory=list)
+    """The recipe's own report sections (Recipe.report_sections), shown as given."""
 
     @property
     def errors(self) -> list[Finding]:

@@ -206,6 +206,23 @@ class Recipe:
        "splits": [{"name", "seed", "reproducible": bool, "details"}]}
     The analysis then checks train/eval overlap (exact and normalised) and split reproducibility.
     Pure function over files: no engine, no database."""
+    score_outputs: Callable[..., tuple[list[dict[str, Any]], dict[str, Any]]] | None = None
+    """Optional: score raw outputs of an external system with the recipe's own scorer
+    (`fairtrial import STUDY OUTPUTS.jsonl --arm NAME --outputs`). Called as
+    `score_outputs(params, rows, source, base_dir)` with the study's [params] (paths relative to
+    `base_dir`, the study file's folder) and `rows` = [(line number, object)] of the file; returns
+    (item-score rows as `fairtrial.scores.write_item_scores` takes them, info) where info may hold
+    {"items", "scored", "missing", "missing_ids"}. Raises ValueError naming the file and line for a
+    row that matches no item, a repeated item or an empty output. Pure: no engine, no store."""
+    report_sections: Callable[[dict[str, Path], dict[str, Any]], list[dict[str, Any]]] | None = None
+    """Optional: what the recipe's stages found, as report sections (curate: the funnel of
+    kept and removed samples, contamination, the arms' training sets). Given one arm's finished
+    artifacts (stage name -> folder) and its params, return a list of
+      {"title": str, "text": str (optional), "table": {"header": [...], "rows": [[...]]} (optional),
+       "bars": {"title": str, "labels": [...], "series": {name: [number per label]},
+                "stacked": bool, "ylabel": str} (optional)}
+    The report shows them after the integrity checks (once when every arm gives the same), also
+    for a study with no item scores yet. Pure function over files: no engine, no database."""
     commands: Any = None
     """Optional CLI commands of the recipe: a typer app (or a callable returning one) whose
     commands the core CLI mounts as `fairtrial <command>` (a core command keeps its name). A
@@ -238,5 +255,19 @@ def oom_halve(batch_key: str = "micro_batch", accum_key: str | None = "grad_accu
         if accum_key is not None:
             new[accum_key] = int(params.get(accum_key, 1)) * 2
         return new
+
+    return policy
+
+
+def oom_halve_in(group: str, defaults: dict[str, Any], batch_key: str = "micro_batch",
+                 accum_key: str | None = "grad_accum") -> Callable[[dict[str, Any]], dict[str, Any] | None]:
+    """`oom_halve` on the params group `group` (e.g. "train") of a recipe's whole params, the
+    group's own defaults (`defaults`, e.g. TrainParams().model_dump()) filled in first."""
+    halve = oom_halve(batch_key, accum_key)
+
+    def policy(params: dict[str, Any]) -> dict[str, Any] | None:
+        keys = (batch_key,) + ((accum_key,) if accum_key else ())
+        new = halve({**{k: defaults[k] for k in keys}, **(params.get(group) or {})})
+        return None if new is None else {**params, group: new}
 
     return policy

@@ -20,8 +20,10 @@ from fairtrial.recipes.api import Recipe
 
 BUILTIN = {
     "ilm": "fairtrial.recipes.ilm",
+    "curate": "fairtrial.recipes.curate",
     "lvm": "fairtrial.recipes.lvm",
     "scores": "fairtrial.recipes.scores",
+    "toolcall": "fairtrial.recipes.toolcall",
     "_test": "fairtrial.recipes.enginetest",
 }
 

@@ -116,9 +116,14 @@ def build(result) -> list:
         doc.append(Table(["severity", "check", "finding"],
                          [[f.severity, f.code, f.message] for f in result.findings],
                          [f"sev-{f.severity}" for f in result.findings]))
+    elif not result.summaries and result.verdict == "none":
+        doc.append(Para("No item scores yet: nothing to check."))
     else:
         doc.append(Para("No findings: same items and seeds for every compared arm, every model "
                         "beats its baselines, no train/eval overlap reported, configs as declared."))
+
+    # ---- what the recipe's stages found (Recipe.report_sections)
+    doc += _sections(getattr(result, "sections", None) or [])
 
     # ---- comparisons
     doc.append(Heading("Comparisons"))
@@ -347,6 +352,48 @@ def _pairwise(w) -> list:
                        num(x.win_rate, 3), ci(x.ci, lambda v: num(v, 3)),
                        ci(x.wilson_ci, lambda v: num(v, 3))] for x in w]))
     return out
+
+
+def _sections(sections) -> list:
+    """A recipe's own sections: {"title", "text", "table": {"header", "rows"}, "bars": {...}}."""
+    out: list = []
+    for sec in sections:
+        out.append(Heading(str(sec.get("title", ""))))
+        if sec.get("text"):
+            out.append(Para(str(sec["text"])))
+        t = sec.get("table")
+        if t:
+            out.append(Table([str(h) for h in t["header"]],
+                             [[v if isinstance(v, str) else num(v) for v in r] for r in t["rows"]]))
+        if sec.get("bars"):
+            out.append(Image(sec["bars"].get("title", ""), lambda b=sec["bars"]: _bars_png(b)))
+    return out
+
+
+def _bars_png(b: dict) -> bytes | None:
+    """Bars per label, one series each (stacked or side by side)."""
+    from fairtrial.report import plots
+
+    labels, series = list(b.get("labels") or []), dict(b.get("series") or {})
+    if not labels or not series:
+        return None
+    import numpy as np
+
+    fig, ax = plots.plt.subplots(figsize=(min(1.0 + 0.9 * len(labels), 10), 3.4))
+    x = np.arange(len(labels))
+    bottom = np.zeros(len(labels))
+    width = 0.8 if b.get("stacked") else 0.8 / len(series)
+    for k, (name, vals) in enumerate(series.items()):
+        v = np.asarray(vals, dtype=float)
+        if b.get("stacked"):
+            ax.bar(x, v, 0.8, bottom=bottom, label=str(name))
+            bottom += v
+        else:
+            ax.bar(x - 0.4 + width * (k + 0.5), v, width, label=str(name))
+    ax.set_xticks(x, labels, rotation=30 if len(labels) > 6 else 0)
+    ax.set_ylabel(b.get("ylabel", ""))
+    ax.legend(fontsize=7, frameon=False)
+    return plots._png(fig)
 
 
 def _provenance(result) -> list:
