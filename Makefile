@@ -23,12 +23,13 @@ demo: $(STAMP)
 	$(BIN)/fairtrial report examples/cefr_specialization.toml
 
 test: $(STAMP)
-	# Chromium renders the HTML report to PNG in one test (skipped without it); root only
+	# Chromium renders the HTML report to PNG and drives the dashboard's browser tests; root only
 	-command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
-	  echo "chromium not installed: the report screenshot test will be skipped"
+	  echo "chromium not installed: the browser tests will be skipped (CI refuses to run without it)"
 	# PostgreSQL: a throw-away cluster on 127.0.0.1 (.ci/pg-start), so the store's PostgreSQL path
-	# (records, leases between concurrent studies) is tested on every run; skipped if it cannot start
+	# (every store test, leases between concurrent studies) is tested on every run; skipped with a
+	# reason if it cannot start here, refused in CI (.ci/run sets FAIRTRIAL_CI_REQUIRE)
 	FAIRTRIAL_TEST_PG_URL="$$(.ci/pg-start || echo)" $(BIN)/python -m pytest tests
 
 bench: $(STAMP)
