@@ -219,3 +219,138 @@ def test_oom_policy_halves_the_micro_batch_and_keeps_the_effective_batch():
                                   "student": "x"}
     assert oom_policy({"train": {}})["train"] == {"micro_batch": 2, "grad_accum": 2}
     assert oom_policy({"train": {"micro_batch": 1}}) is None
+
+
+# ------------------------------------------------------------------ the LLM judge through the stage
+
+from _judge_server import ScriptedChatServer  # tests/recipes/curate is on sys.path
+
+from fairtrial.recipes.curate import gsm8k
+from fairtrial.recipes.curate import judge as judge_lib
+from fairtrial.recipes.curate.collect import read_source
+from fairtrial.recipes.curate.params import SourceParams
+
+_FAST_EVAL = {"items": 3, "samples": 0, "k": 1}
+
+
+def _endpoint_judge(server, **over):
+    return {"kind": "llm", "endpoint": {"base_url": server.base_url, "model": server.model_name,
+                                        "max_retries": 0, "backoff_s": 0.0, "timeout_s": 30},
+            **over}
+
+
+def _judged(run):
+    t = read_item_scores(run.dirs["evaluate"] / "item_scores.parquet").to_pandas()
+    s = json.loads((run.dirs["evaluate"] / "summary.json").read_text())
+    return t, s, {m: g for m, g in t.groupby("metric")}
+
+
+def test_endpoint_llm_judge_that_always_says_a_is_inconsistent_on_every_pair(tiny, part1,
+                                                                               tmp_path):
+    """A position-biased judge behind a real HTTP endpoint: every pair flips with the order."""
+    with ScriptedChatServer("Verdict: A", model_name="biased-judge") as server:
+        run = _runner(tiny, part1, tmp_path, evaluate=_FAST_EVAL,
+                      judge=_endpoint_judge(server))
+        run.upto("evaluate")
+    t, s, by = _judged(run)
+    n = 3
+    j = s["judge"]
+    assert j["name"] == "biased-judge" and j["kind"] == "llm"
+    assert j["counts"] == {"win": 0, "tie": 0, "loss": 0, "inconsistent": n, "error": 0}
+    assert j["n"] == j["judged"] == n and j["errors_first"] == []
+    assert j["position_consistency"] == 0.0
+    lo, hi = j["position_consistency_interval"]
+    assert lo == pytest.approx(0.0, abs=1e-12) and 0.0 < hi < 1.0   # Wilson, 0 of 3
+    assert "judged_win" not in by
+    ids = sorted(json.loads(x)["id"] for x in
+                 (run.dirs["evaluate"] / "outputs.jsonl").read_text().splitlines())
+    for metric, value in (("judged_win_as_tie", 0.5), ("judged_inconsistent", 1.0),
+                          ("judged_error", 0.0)):
+        assert sorted(by[metric]["item_id"]) == ids and set(by[metric]["value"]) == {value}, metric
+    assert set(t["metric"]) <= {m.name for m in RECIPE.metrics}
+    # both orders asked, once each: the candidate's greedy answer as A, then as B
+    assert server.total == 2 * n
+    assert {b["model"] for b in server.bodies} == {"biased-judge"}
+    assert {b.get("temperature") for b in server.bodies} == {0.0}
+    items = read_source(SourceParams(name="gsm8k", path=str(DATA / "gsm8k" / "test.jsonl"),
+                                     format="gsm8k", limit=n), "raise").rows
+    greedy = [json.loads(x)["greedy"] for x in
+              (run.dirs["evaluate"] / "outputs.jsonl").read_text().splitlines()]
+    expected = []
+    for r, g in zip(items, greedy):
+        sol = gsm8k.clean_solution(r.response)
+        expected += [judge_lib.PAIRWISE_PROMPT.format(question=r.prompt, answer_a=a, answer_b=b)
+                     for a, b in ((g, sol), (sol, g))]
+    assert server.requests == {p: 1 for p in expected}
+    sec = next(x for x in RECIPE.report_sections(run.dirs, run.params)
+               if x["title"] == "Judged win / tie / loss")
+    assert sec["table"]["rows"] == [[n, 0, 0, 0, n, 0]]
+    assert "Judge biased-judge (llm)" in sec["text"] and "Position consistency 0.0%" in sec["text"]
+    assert "judged_inconsistent and judged_error are item scores too" in sec["text"]
+
+
+def test_endpoint_llm_judge_with_unreadable_verdicts_counts_errors_and_succeeds(tiny, part1,
+                                                                               tmp_path):
+    """Every answer unreadable: each game asked 1 + judge.retries times, every pair an error,
+    the stage still succeeds with the errors counted and no win score written."""
+    with ScriptedChatServer("I cannot decide") as server:
+        run = _runner(tiny, part1, tmp_path, evaluate=_FAST_EVAL,
+                      judge=_endpoint_judge(server, retries=1))
+        out = run.upto("evaluate")
+    assert out["items"] == 3
+    _, s, by = _judged(run)
+    n = 3
+    j = s["judge"]
+    assert j["counts"] == {"win": 0, "tie": 0, "loss": 0, "inconsistent": 0, "error": n}
+    assert j["judged"] == 0 and j["errors_first"]
+    assert all("unreadable verdict: 'I cannot decide'" in e for e in j["errors_first"])
+    assert server.total == 2 * 2 * n                     # (1 + retries) x both orders x items
+    assert set(server.requests.values()) == {2}          # every game asked twice, no more
+    assert "judged_win" not in by and "judged_win_as_tie" not in by
+    assert "judged_inconsistent" not in by
+    assert len(by["judged_error"]) == n and set(by["judged_error"]["value"]) == {1.0}
+    assert len(by["accuracy"]) == n                      # the rest of the stage is intact
+    sec = next(x for x in RECIPE.report_sections(run.dirs, run.params)
+               if x["title"] == "Judged win / tie / loss")
+    assert sec["table"]["rows"] == [[n, 0, 0, 0, 0, n]] and "Judge errors (first)" in sec["text"]
+
+
+def test_failed_judge_requests_are_retried_alone_and_a_down_judge_fails_the_stage(
+        tiny, part1, tmp_path):
+    """Two requests refused (503, no client retries): only those two games are asked again in
+    the next round, the other answers are kept. A judge that answers nothing at all is a broken
+    setup: a one-line stage error naming the judge and the last failure."""
+    with ScriptedChatServer("Verdict: tie") as server:
+        server.fail_next = 2
+        run = _runner(tiny, part1, tmp_path / "a", evaluate=_FAST_EVAL,
+                      judge=_endpoint_judge(server, retries=1))
+        run.upto("evaluate")
+    _, s, _ = _judged(run)
+    assert s["judge"]["counts"]["tie"] == 3 and s["judge"]["counts"]["error"] == 0
+    assert server.failed == 2 and server.total == 2 * 3       # no answered game asked twice
+    assert any("503" in e for e in s["judge"]["errors_first"])
+    down = {"kind": "llm", "name": "down-judge",
+            "endpoint": {"base_url": "http://127.0.0.1:9/v1", "model": "m", "max_retries": 0,
+                         "backoff_s": 0.0, "timeout_s": 2}}
+    run = _runner(tiny, part1, tmp_path / "b", evaluate=_FAST_EVAL, judge=down)
+    with pytest.raises(StageError, match=r"judge down-judge: no game could be judged after 3 "
+                                         r"round\(s\) \(last: .*failed 1 times"):
+        run.upto("evaluate")
+
+
+def test_local_model_llm_judge_runs_through_the_stage(tiny, part1, tmp_path):
+    """The tiny random model as a local LLM judge: whatever it says, every judged item is
+    counted once (a verdict, a flip or an error) and has its judged_error row."""
+    run = _runner(tiny, part1, tmp_path, evaluate=_FAST_EVAL,
+                  judge={"kind": "llm", "model": str(tiny), "name": "tiny-judge", "items": 2,
+                         "retries": 0})
+    run.upto("evaluate")
+    t, s, by = _judged(run)
+    j = s["judge"]
+    assert j["name"] == "tiny-judge" and j["kind"] == "llm"
+    assert j["n"] == 2 and sum(j["counts"].values()) == 2
+    assert len(by["judged_error"]) == 2
+    assert len(by.get("judged_inconsistent", [])) == 2 - j["counts"]["error"]
+    assert len(by.get("judged_win", [])) == j["counts"]["win"] + j["counts"]["tie"] + \
+        j["counts"]["loss"]
+    assert set(t["metric"]) <= {m.name for m in RECIPE.metrics}

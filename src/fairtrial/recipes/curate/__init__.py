@@ -48,7 +48,7 @@ RECIPE = Recipe(
               needs=("collect", "train"), resources=Resources(cpus=2, memory_gb=3)),
         Stage("quantize", distill.quantize, version="1", params=("distill", "quantize"),
               needs=("merge",), resources=Resources(cpus=1, memory_gb=2)),
-        Stage("evaluate", distill.evaluate, version="1",
+        Stage("evaluate", distill.evaluate, version="2",
               params=("distill", "teacher", "student", "evaluate", "judge"),
               needs=("merge", "quantize"), emits_scores=True,
               resources=Resources(cpus=2, memory_gb=3)),
@@ -66,6 +66,12 @@ RECIPE = Recipe(
                "loss 0); inconsistent pairs and errors left out and counted"),
         Metric("judged_win_as_tie", "higher", "mean",
                "the sensitivity: judged score with inconsistent pairs as ties"),
+        Metric("judged_inconsistent", "lower", "proportion",
+               "judged pairs (errors left out) whose verdict flipped with the order of the "
+               "answers (1) or not (0)"),
+        Metric("judged_error", "lower", "proportion",
+               "judged pairs with no verdict in one order after the judge's retries (1) or a "
+               "verdict in both (0); every judged item has a row"),
     ),
     integrity=integrity,
     report_sections=report_sections,

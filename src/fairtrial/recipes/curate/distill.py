@@ -258,14 +258,17 @@ def _judge(jp, device: str):
         from fairtrial.ml.endpoint import ChatClient
 
         client = ChatClient(_spec(jp.endpoint))
-        return judge_lib.LLMJudge(judge_lib.endpoint_complete(
-            client, max_concurrency=jp.endpoint.max_concurrency, temperature=0.0),
-            name=jp.judge_name, template=template)
+        errors: list[str] = []
+        judge = judge_lib.LLMJudge(judge_lib.endpoint_complete(
+            client, max_concurrency=jp.endpoint.max_concurrency, errors=errors, temperature=0.0,
+            max_tokens=jp.max_new_tokens), name=jp.judge_name, template=template)
+        judge.errors = errors       # one list: failed requests and unreadable verdicts
+        return judge
     from fairtrial.ml.causal_lm.model import load_causal_lm
 
     model, tok = load_causal_lm(jp.model, device=device)
-    return judge_lib.LLMJudge(judge_lib.local_complete(model, tok), name=jp.judge_name,
-                              template=template)
+    return judge_lib.LLMJudge(judge_lib.local_complete(model, tok, max_new_tokens=jp.max_new_tokens),
+                              name=jp.judge_name, template=template)
 
 
 def evaluate(ctx) -> dict[str, Any]:
@@ -348,6 +351,11 @@ def evaluate(ctx) -> dict[str, Any]:
                 # the reference judge's reference: the gold final answer as a sentence (the data
                 # set's own solution is the opponent, so it cannot also be the reference)
                 references=[f"The answer is {ref}." for ref in refs[:n]], retries=jp.retries)
+        if getattr(judge, "failed_calls", 0) and all(pr.outcome == "error" for pr in pairs):
+            # not one verdict and failed requests: the judge is down (or refuses us), which is
+            # a broken setup, not a property of the contestants; unreadable verdicts are counted
+            raise StageError(f"judge {judge.name}: no game could be judged after "
+                             f"{jp.retries + 1} round(s) (last: {judge.errors[-1]})")
         s = judge_lib.summarize(pairs, seed=ep.seed)
         for pr in pairs:
             if not np.isnan(pr.score):
@@ -356,6 +364,13 @@ def evaluate(ctx) -> dict[str, Any]:
             if not np.isnan(pr.score_inconsistent_as_tie):
                 rows.append({**base, "item_id": pr.prompt_id, "metric": "judged_win_as_tie",
                              "value": pr.score_inconsistent_as_tie})
+            # every judged pair has these two rows, so the pairs left out of judged_win are
+            # item scores too and arms can be compared on them
+            if pr.outcome != "error":
+                rows.append({**base, "item_id": pr.prompt_id, "metric": "judged_inconsistent",
+                             "value": float(pr.outcome == "inconsistent")})
+            rows.append({**base, "item_id": pr.prompt_id, "metric": "judged_error",
+                         "value": float(pr.outcome == "error")})
         summary["judge"] = {
             "name": judge.name, "kind": jp.kind, "against": jp.against, "n": s.n,
             "counts": dict(s.counts), "win_rate": s.win_rate,

@@ -82,7 +82,9 @@ def distill_sections(paths: dict[str, Path], params: dict[str, Any]) -> list[dic
                      f"ties: {_pct(j['win_rate_inconsistent_as_tie'])}. Position consistency "
                      f"{_pct(j['position_consistency'])} "
                      f"{_interval(j['position_consistency_interval'])} (Wilson, over the "
-                     f"{j['judged']} pairs judged in both orders)."
+                     f"{j['judged']} pairs judged in both orders). judged_inconsistent and "
+                     f"judged_error are item scores too, so arms can be compared on them (the "
+                     f"pairs judged_win leaves out are not lost from the comparison)."
                      + (f" Judge errors (first): {'; '.join(j['errors_first'])}."
                         if j.get("errors_first") else "")),
             "table": {"header": ["pairs", "win", "tie", "loss", "inconsistent", "error"],

@@ -136,11 +136,14 @@ class LLMJudge:
     """A language model asked with `template`; `complete` maps prompts (chat messages) to texts
     (an exception from it makes every game of that call an error)."""
 
-    def __init__(self, complete: Callable[[list[list[dict[str, str]]]], list[str]], *,
+    def __init__(self, complete: Callable[[list[list[dict[str, str]]]], list[str | None]], *,
                  name: str, template: str = PAIRWISE_PROMPT):
         self.placeholders = check_prompt(template)
         self.complete, self.name, self.template = complete, name, template
         self.errors: list[str] = []
+        self.failed_calls = 0
+        """Games whose request failed (an exception, or None from `complete`), as opposed to an
+        answer without a readable verdict: when every game fails so, the judge is down."""
 
     def messages(self, game: Game) -> list[dict[str, str]]:
         if "reference" in self.placeholders and game.reference is None:
@@ -156,9 +159,12 @@ class LLMJudge:
             raise
         except Exception as e:  # noqa: BLE001 - any failure of the judge is counted, not fatal
             self.errors.append(f"{type(e).__name__}: {' '.join(str(e).split())[:200]}")
+            self.failed_calls += len(games)
             return [None] * len(games)
-        out = [parse_verdict(t) for t in texts]
-        self.errors += [f"unreadable verdict: {t[:80]!r}" for t, v in zip(texts, out) if v is None]
+        out = [parse_verdict(t) if t is not None else None for t in texts]
+        self.failed_calls += sum(t is None for t in texts)
+        self.errors += [f"unreadable verdict: {t[:80]!r}" for t, v in zip(texts, out)
+                        if v is None and t is not None]
         return out
 
 
@@ -176,13 +182,23 @@ def local_complete(model, tokenizer, *, max_new_tokens: int = 64, batch_size: in
     return complete
 
 
-def endpoint_complete(client, *, max_concurrency: int = 4, **generation
-                      ) -> Callable[[list[list[dict[str, str]]]], list[str]]:
+def endpoint_complete(client, *, max_concurrency: int = 4, errors: list[str] | None = None,
+                      **generation) -> Callable[[list[list[dict[str, str]]]], list[str | None]]:
     """`LLMJudge`'s `complete` for an endpoint (`fairtrial.ml.endpoint.ChatClient`): the games of a
-    call asked `max_concurrency` at a time, each with the client's retries."""
-    def complete(batch: list[list[dict[str, str]]]) -> list[str]:
+    call asked `max_concurrency` at a time, each with the client's retries. A game whose request
+    still fails is None (an error the judge retries, then counts) and its reason is appended to
+    `errors`; the other games of the call keep their answers."""
+    def one(m: list[dict[str, str]]) -> str | None:
+        try:
+            return client.complete(m, **generation)["text"]
+        except Exception as e:  # noqa: BLE001 - one failed game must not lose the others
+            if errors is not None:
+                errors.append(f"{type(e).__name__}: {' '.join(str(e).split())[:200]}")
+            return None
+
+    def complete(batch: list[list[dict[str, str]]]) -> list[str | None]:
         with ThreadPoolExecutor(max_workers=max_concurrency) as pool:
-            return list(pool.map(lambda m: client.complete(m, **generation)["text"], batch))
+            return list(pool.map(one, batch))
     return complete
 
 

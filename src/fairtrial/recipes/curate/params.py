@@ -323,6 +323,8 @@ class JudgeParams(_Strict):
     prompt: str | None = None
     """A pairwise prompt of your own: needs {question}, {answer_a}, {answer_b}; may use {reference}."""
     retries: int = Field(2, ge=0)
+    max_new_tokens: int = Field(256, ge=1)
+    """The judge's answer length (an LLM judge may reason before its verdict line)."""
     items: int | None = Field(None, ge=1)
     """Judge the first this many evaluation items (None: all)."""
     against: Literal["dataset"] = "dataset"
