@@ -48,7 +48,8 @@ def test_curation_study_runs_and_reports_the_funnel(cli, tmp_path):
     study.write_text(STUDY)
     cli("check", study, check=0)
     first = cli("run", study, "--quiet", check=0, timeout=240)
-    assert re.search(r"\b15 run", first.stdout), first.stdout    # 5 shared + 5 skipped per arm
+    # 5 shared, 5 skipped per arm, and the reference stage (skipped; one run for both arms)
+    assert re.search(r"\b16 run", first.stdout), first.stdout
     rep = cli("report", study, check=0)
     assert "No verdict: no item scores yet" in rep.stdout
     md = (tmp_path / "ws" / "studies" / "curate_tiny" / "report.md").read_text()
@@ -62,7 +63,7 @@ def test_curation_study_runs_and_reports_the_funnel(cli, tmp_path):
     html = (tmp_path / "ws" / "studies" / "curate_tiny" / "report.html").read_text()
     assert "Samples kept after each stage" in html and "data:image/png;base64" in html
     again = cli("run", study, "--quiet", check=0)
-    assert re.search(r"\b0 run", again.stdout) and re.search(r"\b15 cached", again.stdout)
+    assert re.search(r"\b0 run", again.stdout) and re.search(r"\b16 cached", again.stdout)
 
 
 def test_example_study_checks(cli):

@@ -354,3 +354,34 @@ def test_local_model_llm_judge_runs_through_the_stage(tiny, part1, tmp_path):
     assert len(by.get("judged_win", [])) == j["counts"]["win"] + j["counts"]["tie"] + \
         j["counts"]["loss"]
     assert set(t["metric"]) <= {m.name for m in RECIPE.metrics}
+
+
+def test_judged_against_the_teachers_answers(tiny, part1, tmp_path):
+    """judge.against = "teacher": the reference stage asks the teacher the students' own eval
+    prompts (cached, one run for every arm and seed) and evaluate judges against those answers;
+    without a teacher it is a one-line error."""
+    from fairtrial.plan import make_plan
+    from fairtrial.recipes.curate.params import parse as parse_params
+
+    teacher = {"model": str(tiny), "max_new_tokens": 4}
+    judge = {"kind": "reference", "encoder": "random:16", "against": "teacher", "items": 2}
+    run = _runner(tiny, part1, tmp_path / "a", evaluate=_FAST_EVAL, teacher=teacher, judge=judge)
+    run.upto("evaluate")
+    ref = [json.loads(x) for x in (run.dirs["reference"] / "reference.jsonl").read_text()
+           .splitlines()]
+    assert len(ref) == 2 and json.loads(
+        (run.dirs["reference"] / "reference.json").read_text())["teacher"] == str(tiny)
+    s = json.loads((run.dirs["evaluate"] / "summary.json").read_text())
+    assert s["judge"]["against"] == "teacher" and s["judge"]["n"] == 2
+    sec = next(x for x in RECIPE.report_sections(run.dirs, run.params)
+               if x["title"] == "Judged win / tie / loss")
+    assert "against the teacher's answers" in sec["text"]
+    # the same reference run serves both arms and every seed
+    params = parse_params(run.params).model_dump()
+    plan = make_plan(RECIPE, [("curated", params), ("random", {**params, "train_set": "random"})],
+                     [0, 1])
+    refs = {k for (arm, seed, stage), k in plan.cells.items() if stage == "reference"}
+    assert len(refs) == 1
+    bad = _runner(tiny, part1, tmp_path / "b", evaluate=_FAST_EVAL, judge=judge)
+    with pytest.raises(StageError, match=r'judge.against = "teacher" needs a teacher'):
+        bad.upto("reference")

@@ -48,9 +48,12 @@ RECIPE = Recipe(
               needs=("collect", "train"), resources=Resources(cpus=2, memory_gb=3)),
         Stage("quantize", distill.quantize, version="1", params=("distill", "quantize"),
               needs=("merge",), resources=Resources(cpus=1, memory_gb=2)),
+        Stage("reference", distill.reference, version="1",
+              params=("distill", "teacher", "evaluate", "judge"),
+              resources=Resources(cpus=2, memory_gb=3)),
         Stage("evaluate", distill.evaluate, version="2",
               params=("distill", "teacher", "student", "evaluate", "judge"),
-              needs=("merge", "quantize"), emits_scores=True,
+              needs=("merge", "quantize", "reference"), emits_scores=True,
               resources=Resources(cpus=2, memory_gb=3)),
     ),
     metrics=(

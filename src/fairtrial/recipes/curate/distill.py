@@ -1,5 +1,5 @@
 """The curate recipe's part 2 stage functions, in the order they run: teacher -> train -> merge ->
-quantize -> evaluate. Each reads its params, calls the blocks (curate.teacher, curate.gsm8k,
+quantize -> reference -> evaluate. Each reads its params, calls the blocks (curate.teacher, curate.gsm8k,
 curate.sampling, curate.judge; the ML layer's lora, train, merge_check, quantize, generate) and
 writes under ctx.out.
 
@@ -8,6 +8,8 @@ Artifacts:
   train/     adapter/ (LoRA), train.json, train_log.jsonl
   merge/     model/ (the merged full-precision student), merge_check.json
   quantize/  model_int8.pt (when enabled), quantize.json
+  reference/ reference.jsonl (the teacher's answers to the judged items, judge.against =
+             "teacher"), reference.json
   evaluate/  item_scores.parquet, outputs.jsonl, summary.json (accuracy, maj@k, consistency,
              the judged comparison with its counts, rates and intervals, integrity findings)
 """
@@ -271,16 +273,10 @@ def _judge(jp, device: str):
                               name=jp.judge_name, template=template)
 
 
-def evaluate(ctx) -> dict[str, Any]:
-    """GSM8K accuracy (greedy), maj@k and consistency (sampled), and the judged win/tie/loss
-    against the data set's solutions, all as item scores paired across arms."""
-    if (skipped := _skipped(ctx)) is not None:
-        return skipped
-    from fairtrial.ml.causal_lm.generate import generate
-    from fairtrial.ml.causal_lm.model import load_causal_lm
-
-    p = parse(ctx.params)
-    ep, jp = p.evaluate, p.judge
+def _eval_set(p) -> tuple[list, list[str], list[list[dict[str, str]]]]:
+    """The evaluation items, their reference answers, and the chat messages every contestant
+    (student or teacher) is asked with."""
+    ep = p.evaluate
     items = _items(ep.path, ep.items, "evaluate.path")
     if not items:
         raise StageError(f"evaluate.path {ep.path}: no items")
@@ -292,6 +288,63 @@ def evaluate(ctx) -> dict[str, Any]:
     msgs = [gsm8k.prompt_messages(
         r.prompt, gsm8k.few_shot(shots_pool, ep.shots, seed=ep.seed + n, exclude=r.prompt)
         if ep.shots else (), instruction=instruction) for n, r in enumerate(items)]
+    return items, refs, msgs
+
+
+REFERENCE = "reference.jsonl"
+
+
+def reference(ctx) -> dict[str, Any]:
+    """The reference system's answers to the judged evaluation items: with judge.against =
+    "teacher", the teacher's (asked with the students' own prompts, cached per item, resumable;
+    one run serves every arm and seed); with "dataset", nothing to do (the data set's solutions
+    are read by evaluate)."""
+    if (skipped := _skipped(ctx)) is not None:
+        return skipped
+    p = parse(ctx.params)
+    jp, tp = p.judge, p.teacher
+    info: dict[str, Any] = {"against": jp.against if jp.kind != "none" else None}
+    if jp.kind == "none" or jp.against != "teacher":
+        (ctx.out / "reference.json").write_text(json.dumps(info))
+        return info
+    if not tp.name:
+        raise StageError('judge.against = "teacher" needs a teacher: set teacher.model or '
+                         "teacher.endpoint")
+    items, _, msgs = _eval_set(p)
+    n = jp.items or len(items)
+    asked = [(str(r.id), m) for r, m in zip(items[:n], msgs[:n])]
+    answers = Path(ctx.checkpoint_dir) / REFERENCE
+    prog = lambda d, total: ctx.progress(d, total, "item")
+    ep = p.evaluate
+    with stage_errors("reference (the teacher's answers)", catch=(ValueError, OSError, UserError)):
+        if tp.endpoint is not None:
+            got = teacher_lib.teach_endpoint(_spec(tp.endpoint), asked, answers, progress=prog,
+                                             max_tokens=ep.max_new_tokens, temperature=0.0)
+        else:
+            from fairtrial.ml.causal_lm.model import load_causal_lm
+
+            model, tok = load_causal_lm(tp.model, device=ctx.device)
+            got = teacher_lib.teach_local(model, tok, asked, answers, model_name=tp.model,
+                                          batch_size=ep.batch_size,
+                                          max_new_tokens=ep.max_new_tokens, progress=prog)
+    _jsonl(ctx.out / REFERENCE, ({"id": i, "text": got[i]["text"]} for i, _ in asked))
+    info.update(teacher=tp.name, items=len(asked),
+                empty=sum(1 for i, _ in asked if not got[i]["text"].strip()))
+    (ctx.out / "reference.json").write_text(json.dumps(info))
+    return info
+
+
+def evaluate(ctx) -> dict[str, Any]:
+    """GSM8K accuracy (greedy), maj@k and consistency (sampled), and the judged win/tie/loss
+    against the data set's solutions, all as item scores paired across arms."""
+    if (skipped := _skipped(ctx)) is not None:
+        return skipped
+    from fairtrial.ml.causal_lm.generate import generate
+    from fairtrial.ml.causal_lm.model import load_causal_lm
+
+    p = parse(ctx.params)
+    ep, jp = p.evaluate, p.judge
+    items, refs, msgs = _eval_set(p)
     with stage_errors("evaluate"):
         model, tok = load_causal_lm(str(Path(ctx.inputs["merge"]) / "model"), device=ctx.device)
         qinfo = json.loads((Path(ctx.inputs["quantize"]) / "quantize.json").read_text())
@@ -343,11 +396,16 @@ def evaluate(ctx) -> dict[str, Any]:
         students=[p.student.name])
     if jp.kind != "none":
         n = jp.items or len(items)
+        if jp.against == "teacher":     # the reference stage's answers, in the items' order
+            got = {r["id"]: r["text"] for r in map(json.loads, (
+                Path(ctx.inputs["reference"]) / REFERENCE).read_text().splitlines())}
+            opponent = [got[str(i)] for i in ids[:n]]
+        else:
+            opponent = [gsm8k.clean_solution(r.response) for r in items[:n]]
         with stage_errors("judge", catch=(ValueError, OSError, UserError)):
             judge = _judge(jp, ctx.device)
             pairs = judge_lib.judge_pairs(
-                judge, ids[:n], [r.prompt for r in items[:n]], greedy[:n],
-                [gsm8k.clean_solution(r.response) for r in items[:n]],
+                judge, ids[:n], [r.prompt for r in items[:n]], greedy[:n], opponent,
                 # the reference judge's reference: the gold final answer as a sentence (the data
                 # set's own solution is the opponent, so it cannot also be the reference)
                 references=[f"The answer is {ref}." for ref in refs[:n]], retries=jp.retries)

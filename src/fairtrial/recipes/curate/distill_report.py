@@ -73,9 +73,11 @@ def distill_sections(paths: dict[str, Path], params: dict[str, Any]) -> list[dic
     j = s.get("judge")
     if j is not None:
         c = j["counts"]
+        opponent = ("the teacher's answers" if j.get("against") == "teacher"
+                    else "the data set's solutions")
         out.append({
             "title": "Judged win / tie / loss",
-            "text": (f"Judge {j['name']} ({j['kind']}) against the data set's solutions, every "
+            "text": (f"Judge {j['name']} ({j['kind']}) against {opponent}, every "
                      f"pair judged in both orders. Win rate {_pct(j['win_rate'])} "
                      f"{_interval(j['win_rate_interval'])} (paired bootstrap over prompts; "
                      f"inconsistent pairs and errors left out); counting inconsistent pairs as "

@@ -327,8 +327,11 @@ class JudgeParams(_Strict):
     """The judge's answer length (an LLM judge may reason before its verdict line)."""
     items: int | None = Field(None, ge=1)
     """Judge the first this many evaluation items (None: all)."""
-    against: Literal["dataset"] = "dataset"
-    """The reference system: the data set's solutions (calculator markup removed)."""
+    against: Literal["dataset", "teacher"] = "dataset"
+    """The reference system: "dataset", the data set's solutions (calculator markup removed);
+    "teacher", the teacher's own answers to the evaluation questions (the reference stage). Not
+    another arm: a stage reads only its own arm's artifacts; compare two arms' judged win rates
+    against the same reference instead."""
 
     @field_validator("prompt")
     @classmethod
