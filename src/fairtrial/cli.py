@@ -78,11 +78,22 @@ def check(study: Path = typer.Argument(..., help="The study file (TOML)."),
         _check_evaluation_only(spec, study)
         return
     console.print(f"[bold]{escape(spec.name)}[/]: {escape(spec.question)}", highlight=False)
-    console.print(f"recipe {spec.recipe.name}; {len(spec.arms)} arms x {len(spec.replicates)} "
-                  f"replicates (seeds {spec.replicates}); control: {spec.control or '-'}; "
+    shape = (f"{len(spec.arms)} arms x {len(spec.replicates)} replicates (seeds "
+             f"{spec.replicates})" if spec.arms else
+             f"{len(spec.external_arms)} external arms, nothing trained")
+    console.print(f"recipe {spec.recipe.name}; {shape}; control: {spec.control or '-'}; "
                   f"endpoint: {spec.endpoint.metric} ({spec.direction} is better)",
                   markup=False, highlight=False)
-    console.print("arms: " + ", ".join(a.name for a in spec.arms), markup=False, highlight=False)
+    if spec.arms:
+        console.print("arms: " + ", ".join(a.name for a in spec.arms), markup=False,
+                      highlight=False)
+    if spec.planned_external_arms:
+        raw = spec.recipe.score_outputs is not None
+        console.print(f"external arms: {', '.join(spec.planned_external_arms)} (their "
+                      + ("outputs" if raw else "scores") + " come from fairtrial import"
+                      + (" --outputs" if raw else "") + f"; the plan runs "
+                      f"{', '.join(spec.recipe.external_stages)} for them: the same items and "
+                      "trivial baselines as a trained arm)", markup=False, highlight=False)
     t = Table("stage", "cells", "stage runs", "shared", "cached", "to run", "est. each")
     for r in rows:
         t.add_row(escape(r["stage"]), str(r["cells"]), str(r["runs"]), str(r["shared"]), str(r["cached"]),

@@ -80,8 +80,11 @@ def gather(ws: Workspace, store: Store, spec: Spec) -> dict[str, Any]:
         # a record that says done without a verified artifact is lost, as status calls it
         states["done" if verified[k] is not None else
                "lost" if rec_state == "done" else rec_state] += 1
+    not_run = _never_run(spec, cells, score_stages, missing)
+    if not_run:
+        states["pending"] += not_run
     progress = dict(states)
-    progress["total"] = len(keys)
+    progress["total"] = len(keys) + not_run
 
     # provenance: data digests, code versions, hosts, wall time and CPU/GPU hours per arm
     data_digests: dict[str, str] = {}
@@ -121,8 +124,29 @@ def gather(ws: Workspace, store: Store, spec: Spec) -> dict[str, Any]:
     }
     integrity = _integrity_inputs(ws, spec, cells, verified)
     return {"scores": scores, "effective_params": effective, "progress": progress,
-            "complete": done == len(keys), "provenance": provenance, "missing": missing,
+            "complete": done == len(keys) and not not_run, "provenance": provenance,
+            "missing": missing,
             "sections": _report_sections(ws, spec, cells, verified), **integrity}
+
+
+def _never_run(spec: Spec, cells: list[dict], score_stages: set[str],
+               missing: list[tuple[str, int, str]]) -> int:
+    """Scores imported into a study that was never run (no planned cell in the store): its
+    planned stage runs (a trained arm's, or an external arm's trivial baselines) are pending, not
+    absent. Adds their score cells to `missing`; returns how many stage runs the plan holds."""
+    from fairtrial.store.db import IMPORT_STAGE
+
+    if spec.evaluation_only or any(c["stage"] != IMPORT_STAGE for c in cells):
+        return 0
+    from fairtrial.plan import plan_for
+    from fairtrial.recipes.api import StageError
+
+    try:   # no digests: which cells the plan holds is all that is asked, not their keys
+        plan = plan_for(spec)
+    except (StageError, ValueError, OSError):  # `fairtrial run` reports a plan it cannot make
+        return 0
+    missing += [c for c in plan.cells if c[2] in score_stages]
+    return len(plan.nodes)
 
 
 def _report_sections(ws: Workspace, spec: Spec, cells: list[dict],

@@ -69,9 +69,12 @@ class Plan:
 
 def make_plan(recipe: Recipe, arms: list[tuple[str, dict[str, Any]]], replicates: list[int],
               resources: dict[str, Resources] | None = None,
-              digest: Callable[[Path], str] | None = None) -> Plan:
+              digest: Callable[[Path], str] | None = None,
+              external: list[tuple[str, dict[str, Any]]] = ()) -> Plan:
     """arms: (name, resolved params). Stages run in the recipe's declared order; `needs` must name
-    earlier stages."""
+    earlier stages. external: (name, resolved params) of external arms, which get the recipe's
+    `external_stages` only, run once (a seeded one with the first replicate's seed) and serving
+    every replicate: an external arm is one fixed system, as its imported scores are."""
     resources = resources or {}
     nodes: dict[str, Node] = {}
     cells: dict[tuple[str, int, str], str] = {}
@@ -81,11 +84,13 @@ def make_plan(recipe: Recipe, arms: list[tuple[str, dict[str, Any]]], replicates
             if n not in names or names.index(n) >= names.index(s.name):
                 raise ValueError(f"recipe {recipe.name}: stage {s.name} needs {n}, "
                                  "which is not an earlier stage")
-    for arm, params in arms:
+
+    def plan_arm(arm: str, params: dict[str, Any], stages, runs: list[tuple[int, list[int]]]) -> None:
+        """runs: (seed, the replicates that run serves)."""
         files: dict[str, dict[str, str]] = {}
-        for seed in replicates:
+        for seed, serves in runs:
             keys: dict[str, str] = {}
-            for s in recipe.stages:
+            for s in stages:
                 if s.name not in files:
                     paths = s.input_files(params) if s.input_files else []
                     files[s.name] = {str(p): (digest(Path(p)) if digest else "") for p in paths}
@@ -101,8 +106,17 @@ def make_plan(recipe: Recipe, arms: list[tuple[str, dict[str, Any]]], replicates
                                       version=s.version, params=picked, seed=node_seed,
                                       needs=needs, input_files=files[s.name],
                                       resources=resources.get(s.name, s.resources))
-                nodes[key].cells.append((arm, seed))
-                cells[(arm, seed, s.name)] = key
+                for rep in serves:
+                    nodes[key].cells.append((arm, rep))
+                    cells[(arm, rep, s.name)] = key
+
+    for arm, params in arms:
+        plan_arm(arm, params, recipe.stages, [(seed, [seed]) for seed in replicates])
+    if external and recipe.external_stages and replicates:
+        # the closure under needs is checked when the recipe is built (Recipe.__post_init__)
+        ext_stages = [s for s in recipe.stages if s.name in recipe.external_stages]
+        for arm, params in external:
+            plan_arm(arm, params, ext_stages, [(replicates[0], list(replicates))])
     # stages in declared order and needs pointing backwards: insertion order is topological
     # per arm, but a node first created for a later arm may need one created earlier: fine, since
     # every need of a node was inserted before the node itself.
@@ -110,5 +124,8 @@ def make_plan(recipe: Recipe, arms: list[tuple[str, dict[str, Any]]], replicates
 
 
 def plan_for(spec, digest: Callable[[Path], str] | None = None) -> Plan:
+    """The study's plan: every trained arm x replicate x stage, and the recipe's external stages
+    for each external arm (`Spec.planned_external_arms`, with `Spec.external_params`)."""
+    external = [(a, spec.external_params) for a in spec.planned_external_arms]
     return make_plan(spec.recipe, [(a.name, a.params) for a in spec.arms], spec.replicates,
-                     {k: v for k, v in spec.resources.items()}, digest)
+                     {k: v for k, v in spec.resources.items()}, digest, external=external)

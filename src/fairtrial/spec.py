@@ -91,6 +91,9 @@ class MetricSpec(_Strict):
     direction: Literal["lower", "higher"]
     aggregation: Literal["mean", "geomean", "proportion"] = "mean"
     description: str = ""
+    missing: float | None = Field(None, allow_inf_nan=False)
+    """The value a missing item counts as in the missing-as-failures view (e.g. 0.0 for an F1);
+    0/1 metrics need none."""
 
 
 class DecisionSpec(_Strict):
@@ -209,6 +212,10 @@ class Spec:
     analysis: dict[str, Any]
     digest: str
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
+    external_params: dict[str, Any] | None = None
+    """The resolved recipe params the external arms' planned stages run with (the study's own
+    [params], no arm overrides), when the recipe plans stages for external arms
+    (`Recipe.external_stages`, e.g. toolcall's prepare and trivial baselines); else None."""
 
     def arm(self, name: str) -> Arm:
         for a in self.arms:
@@ -220,9 +227,17 @@ class Spec:
         return self.resources.get(stage) or self.recipe.stage(stage).resources
 
     @property
+    def planned_external_arms(self) -> list[str]:
+        """The external arms the plan runs the recipe's `external_stages` for (all of them when
+        the recipe declares such stages, else none)."""
+        return list(self.external_arms) if self.external_params is not None else []
+
+    @property
     def evaluation_only(self) -> bool:
-        """Nothing to train: every arm is external (its scores come from `fairtrial import`)."""
-        return not self.arms
+        """Nothing to run: every arm is external (its scores come from `fairtrial import`) and
+        the recipe plans no stage for external arms (a toolcall study of external arms only
+        still runs prepare and the trivial baselines, so it is not evaluation-only)."""
+        return not self.arms and not self.planned_external_arms
 
     @property
     def direction(self) -> str:
@@ -354,7 +369,7 @@ def _with_declared_metrics(recipe: Recipe, declared: dict[str, "MetricSpec"], er
         try:
             known = recipe.metric(name)
         except KeyError:
-            extra.append(Metric(name, m.direction, m.aggregation, m.description))
+            extra.append(Metric(name, m.direction, m.aggregation, m.description, m.missing))
             continue
         if (known.direction, known.aggregation) != (m.direction, m.aggregation):
             err(("metrics", name),
@@ -516,6 +531,23 @@ def validate(raw: dict[str, Any], path: Path, text: str = "") -> Spec:
             err(("external_arms", i), f'"{ext}" is also a trained arm; use another name')
         else:
             seen[ext] = f"external_arms[{i}]"
+    # external arms of a recipe that plans stages for them (toolcall: prepare and the trivial
+    # baselines) run those with the study's own [params]: validate them here, as an arm's
+    external_params = None
+    if sf.external_arms and recipe.external_stages and not evaluation_only:
+        try:
+            model = recipe.params.model_validate(sf.params,
+                                                 context={"base_dir": path.parent.resolve()})
+            external_params = model.model_dump(mode="json")
+        except ValidationError as e:
+            # the same text as a trained arm's error on a shared param, so it is said once;
+            # a param every arm sets for itself needs saying why the study's own is read
+            overridden = {k for _, o, _, _ in declared for k in o}
+            for ploc, msg in _pydantic_errors(e, recipe.params):
+                if ploc and ploc[0] in overridden:
+                    msg += (f" (the external arms run {', '.join(recipe.external_stages)} with "
+                            "the study's own [params], without arm overrides)")
+                err(("params",) + tuple(ploc), msg)
     if sf.control is not None and sf.control not in seen:
         err(("control",), f'control "{sf.control}" is not an arm; arms: {", ".join(seen) or "none"}')
     if sf.decision.compare == "control" and sf.control is None and len(seen) > 1 \
@@ -552,4 +584,5 @@ def validate(raw: dict[str, Any], path: Path, text: str = "") -> Spec:
         external_arms=list(sf.external_arms), endpoint=sf.endpoint,
         decision=sf.decision, params=sf.params, arms=arms, resources=resources,
         analysis=sf.analysis.model_dump(exclude_none=True), digest=hashlib.sha256(canonical.encode()).hexdigest(), raw=raw,
+        external_params=external_params,
     )

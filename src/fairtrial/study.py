@@ -130,6 +130,8 @@ class Checked:
                 "control": spec.control, "endpoint": spec.endpoint.metric,
                 "direction": spec.direction, "stages": self.stages, "valid": True,
                 "external_arms": list(spec.external_arms),
+                "external_stages": list(spec.recipe.external_stages)
+                if spec.planned_external_arms else [],
                 "evaluation_only": spec.evaluation_only,
                 "metrics": [{"name": m.name, "direction": m.direction,
                              "aggregation": m.aggregation} for m in spec.recipe.metrics]}
@@ -148,11 +150,13 @@ def check(study: str | Path, workspace: str | Path | None) -> Checked:
     rows = []
     for st in p.stages:
         nodes = [n for n in p.nodes.values() if n.stage == st]
+        if not nodes:   # a stage no arm runs (a study of external arms runs only theirs)
+            continue
         cached = sum(1 for n in nodes if artifacts.verify(ws, n.key).ok)
         shared = sum(1 for n in nodes if len(n.cells) > 1)
         hist = history.get(st)
         est = sorted(hist)[len(hist) // 2] if hist else None
-        rows.append({"stage": st, "cells": len(spec.arms) * len(spec.replicates),
+        rows.append({"stage": st, "cells": sum(1 for (_, _, s), _ in p.cells.items() if s == st),
                      "runs": len(nodes), "shared": shared, "cached": cached,
                      "to_run": len(nodes) - cached, "est_s_each": est,
                      "seeded": spec.recipe.stage(st).seeded})
@@ -221,7 +225,8 @@ def run(spec: Spec, ws: Workspace, cpus: float | None = None, memory_gb: float |
     try:
         p = plan(spec, ws)
         store.upsert_study(spec.name, str(spec.path), spec.recipe.name, spec.digest,
-                           dict(spec.raw, _stages=[s.name for s in spec.recipe.stages]))
+                           dict(spec.raw, _stages=[st for st in p.stages
+                                                   if any(n.stage == st for n in p.nodes.values())]))
         store.ensure_runs([n.to_record() for n in p.nodes.values()], spec.name)
         store.set_cells(spec.name, [(a, r, s, k) for (a, r, s), k in p.cells.items()])
         slots = Slots.of_machine(cpus, memory_gb)

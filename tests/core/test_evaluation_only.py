@@ -375,3 +375,47 @@ def test_example_study_checks_without_data(cli):
     assert out["evaluation_only"] and out["recipe"] == "scores" and out["replicates"] == [0]
     assert out["external_arms"] == ["last-number", "largest-number", "last-calculation"]
     assert out["metrics"] == [{"name": "accuracy", "direction": "higher", "aggregation": "proportion"}]
+
+
+F1_STUDY = """\
+question = "Does system c extract more fields than system a?"
+external_arms = ["a", "c"]
+control = "a"
+
+[metrics]
+f1 = {{ direction = "higher", aggregation = "mean"{missing} }}
+
+[endpoint]
+metric = "f1"
+
+[decision]
+effect = "absolute"
+"""
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_missing_as_failures_for_a_fractional_score_needs_a_declared_failure_value(
+        cli, make_study, tmp_path, declared):
+    """An F1 in [0, 1] is not 0/1: the missing-as-failures view uses the metric's declared
+    `missing` value (0.0: no answer, no credit), and is absent when none is declared."""
+    study = make_study(F1_STUDY.format(missing=", missing = 0.0" if declared else ""))
+    rng = np.random.default_rng(5)
+    f1 = {"a": rng.uniform(0.3, 0.7, N), "c": rng.uniform(0.4, 0.8, N)}
+    for arm in "ac":
+        rows = [json.dumps({"item_id": f"q{i:04d}", "metric": "f1", "value": float(f1[arm][i]),
+                            "eval_set": "bench"}) for i in items_of(arm)]
+        (tmp_path / f"{arm}.jsonl").write_text("\n".join(rows) + "\n")
+        cli("import", study, tmp_path / f"{arm}.jsonl", "--arm", arm, check=0)
+    c = report_json(cli, study)["comparisons"][0]
+    assert c["missing"] == {"reference": 0, "arm": LACKING, "eval_set_items": N}
+    if not declared:
+        assert c["as_failures"] is None
+        return
+    filled = f1["c"].copy()
+    filled[:LACKING] = 0.0
+    f = c["as_failures"]
+    assert f["failure_value"] == 0.0 and f["n_items"] == N
+    assert f["mean_arm"] == pytest.approx(filled.mean(), abs=1e-12)
+    assert f["mean_reference"] == pytest.approx(f1["a"].mean(), abs=1e-12)
+    # c is better on the items it answered, and worse once its 60 gaps count as 0
+    assert c["diff"] > 0 and f["estimate"] < c["diff"]

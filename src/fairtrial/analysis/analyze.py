@@ -258,8 +258,9 @@ def _missing_as_failures(df, design: StudyDesign, c: Comparison, ref: str | None
                          fixed: set[str], universes: dict | None = None) -> None:
     """When either side lacks items of the eval set (the items any arm has on it), record the
     counts in `c.missing`; for 0/1 values (a declared proportion, or values that are all 0 or 1)
-    also the comparison with every missing item counted as a failure, in `c.as_failures`: what
-    the verdict would be if the missing answers were wrong."""
+    and for metrics that declare a failure value (`Metric.missing`, e.g. 0.0 for an F1) also the
+    comparison with every missing item counted as a failure, in `c.as_failures`: what the
+    verdict would be if the missing answers were wrong."""
     if ref is None:
         return
     universes = {} if universes is None else universes
@@ -282,10 +283,11 @@ def _missing_as_failures(df, design: StudyDesign, c: Comparison, ref: str | None
     if not any(lack):
         return
     c.missing = {"reference": lack[0], "arm": lack[1], "eval_set_items": len(universe)}
+    declared = design.metric_missing.get(c.metric)
     binary = design.proportion(c.metric) or all_binary
-    if not binary or c.aggregation != "mean" or c.blocked_by:
+    if (declared is None and not binary) or c.aggregation != "mean" or c.blocked_by:
         return
-    fail = 0.0 if c.direction == "higher" else 1.0
+    fail = float(declared) if declared is not None else (0.0 if c.direction == "higher" else 1.0)
     x = np.stack([t.fillna(fail).to_numpy(dtype=np.float64) for t in tables])
     s = Comparison(arm=arm, reference=ref, metric=c.metric, eval_set=eval_set,
                    direction=c.direction, role="missing-as-failure", effect=c.effect,

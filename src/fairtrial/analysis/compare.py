@@ -74,8 +74,9 @@ class Comparison:
     {"both", "arm_only", "reference_only", "neither", "p_mcnemar"} (exact McNemar: a two-sided
     binomial test of arm_only against arm_only + reference_only; uncorrected, a cross-check)."""
     as_failures: dict[str, Any] | None = None
-    """With 0/1 values and missing items: the same comparison on every item of the eval set with
-    each missing item counted as a failure (0 when higher is better, 1 when lower is), at the same
+    """With 0/1 values (or a metric declaring its failure value, `Metric.missing`) and missing
+    items: the same comparison on every item of the eval set with each missing item counted as a
+    failure (0 when higher is better, 1 when lower is, else the declared value), at the same
     level and rule: {"n_items", "mean_reference", "mean_arm", "estimate", "interval", "verdict"}."""
 
     @property

@@ -86,6 +86,9 @@ class StudyDesign:
     metric_aggregations: Mapping[str, Aggregation] = field(default_factory=dict)
     """How each metric's item values are aggregated (the recipe's Metric.aggregation); absent =
     "mean". "geomean": every mean, difference, bootstrap and test is taken on the log scale."""
+    metric_missing: Mapping[str, float] = field(default_factory=dict)
+    """The value a missing item counts as in the missing-as-failures view, for metrics that
+    declare one (the recipe's Metric.missing, e.g. 0.0 for an F1); 0/1 metrics need none."""
     name: str = ""
     fixed_arms: tuple[str, ...] = ()
     """Arms that are one fixed system (external arms: scores imported once). Their rows may repeat
@@ -193,7 +196,8 @@ class StudyDesign:
     @classmethod
     def from_study(cls, study: Mapping[str, Any],
                    metric_directions: Mapping[str, str] | None = None,
-                   metric_aggregations: Mapping[str, str] | None = None) -> "StudyDesign":
+                   metric_aggregations: Mapping[str, str] | None = None,
+                   metric_missing: Mapping[str, float] | None = None) -> "StudyDesign":
         """Build from the study file's dict (docs/study-file.md plus the [analysis] table of
         docs/verdicts.md), with `arms` already resolved to a list of {name, ...params} or a
         name -> params mapping. `metric_directions` and `metric_aggregations` come from the
@@ -226,6 +230,7 @@ class StudyDesign:
             decision=Decision(**dec),
             metric_directions=directions,
             metric_aggregations=dict(metric_aggregations or {}),
+            metric_missing=dict(metric_missing or {}),
             **_shapes(dict(study.get("analysis") or {}), arms),
         )
 
@@ -252,6 +257,8 @@ class StudyDesign:
                               correction=d.correction, compare=d.compare),
             metric_directions={m.name: m.direction for m in metrics},
             metric_aggregations={m.name: m.aggregation for m in metrics},
+            metric_missing={m.name: m.missing for m in metrics
+                            if getattr(m, "missing", None) is not None},
             **_shapes(dict(spec.analysis or {}), arms),
         )
 

@@ -161,6 +161,11 @@ class Metric:
     exact match, pass@1; values other than 0 and 1 are refused, and a missing item can be counted
     as a failure); "median" (declared, not analysed yet)."""
     description: str = ""
+    missing: float | None = None
+    """The value an item without an answer counts as in the report's "missing items counted as
+    failures" view, for a metric whose values are not 0/1: e.g. 0.0 for an F1 score in [0, 1]
+    (no answer, no credit). None: only 0/1 metrics get that view (failure = 0 when higher is
+    better, 1 when lower is); a metric with no natural failure value (a perplexity) stays None."""
 
 
 @dataclass(frozen=True)
@@ -227,6 +232,25 @@ class Recipe:
     """Optional CLI commands of the recipe: a typer app (or a callable returning one) whose
     commands the core CLI mounts as `fairtrial <command>` (a core command keeps its name). A
     `commands.py` module in the recipe package exposing `app` does the same without this field."""
+    external_stages: tuple[str, ...] = ()
+    """The stages planned for each external arm (`external_arms`: a system whose outputs come
+    from `fairtrial import`), e.g. the data preparation and the trivial baselines, so that an
+    external system is checked against the same baselines as a trained arm, and a study of
+    external arms only still runs them. Planned with the study's own [params] (no arm
+    overrides) and run once per external arm (one fixed system; the run stands for every seed).
+    Must be closed under `needs`. Empty (the default): nothing is planned for external arms."""
+
+    def __post_init__(self) -> None:
+        names = [s.name for s in self.stages]
+        for st in self.external_stages:
+            if st not in names:
+                raise ValueError(f"recipe {self.name}: external_stages names {st!r}, which is no "
+                                 f"stage; stages: {', '.join(names) or 'none'}")
+            for n in self.stage(st).needs:
+                if n not in self.external_stages:
+                    raise ValueError(f"recipe {self.name}: external stage {st} needs {n}, which "
+                                     "is not in external_stages; add it (an external arm runs "
+                                     "only these stages)")
 
     def stage(self, name: str) -> Stage:
         for s in self.stages:

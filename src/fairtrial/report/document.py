@@ -222,8 +222,9 @@ def build(result) -> list:
 
 
 def _missing(comps, eff) -> list:
-    """Comparisons where an arm lacks items of the eval set: the counts, and for 0/1 values the
-    result with the missing items counted as failures beside the one on the shared items."""
+    """Comparisons where an arm lacks items of the eval set: the counts, and for 0/1 values (or a
+    metric that declares its failure value) the result with the missing items counted as failures
+    beside the one on the shared items."""
     rows = [c for c in comps if c.missing]
     if not rows:
         return []
@@ -238,11 +239,12 @@ def _missing(comps, eff) -> list:
                       + ([num(c.as_failures["mean_reference"]), num(c.as_failures["mean_arm"]),
                           eff(c.as_failures["estimate"]), ci(c.as_failures["interval"], eff),
                           c.as_failures["verdict"] or ""] if c.as_failures else
-                         ["n/a (not 0/1 values)", "", "", "", ""])
+                         ["n/a (no failure value: not 0/1 values)", "", "", "", ""])
                       for c in rows]))
     out.append(Para(
         "The comparisons above pair the two arms on the items both have. Beside them, for 0/1 "
-        "values, the same comparison on every item of the eval set (the items any arm has) with "
+        "values and for metrics that declare a failure value (an F1 counts a missing answer as "
+        "0), the same comparison on every item of the eval set (the items any arm has) with "
         "each missing item counted as a failure, at the same level and rule: if the two verdicts "
         "differ, the conclusion depends on the items one arm did not answer.", "note"))
     return out

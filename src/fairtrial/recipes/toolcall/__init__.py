@@ -4,8 +4,10 @@ model on tool calls and structured JSON? (issue 10; docs/recipes/toolcall.md)
 Stages: model (the named model converted once) and prepare (items of each track) -> render (prompts
 through the chat template, the format gate) -> train (LoRA, or nothing for a prompt-only arm) ->
 generate -> score, plus the trivial baselines. External systems' raw outputs are scored by the same
-scorer through `fairtrial import --outputs` (`score_outputs`). Params: params.py; stages:
-stages.py; parsers and scorer: parsing.py, scoring.py, evaluate.py; integrity hook: integrity.py.
+scorer through `fairtrial import --outputs` (`score_outputs`); prepare and baseline also run for
+each external arm (`external_stages`), so a study of API models alone gets its baselines too.
+Params: params.py; stages: stages.py; parsers and scorer: parsing.py, scoring.py, evaluate.py;
+integrity hook: integrity.py.
 """
 
 from __future__ import annotations
@@ -44,4 +46,7 @@ RECIPE = Recipe(
     integrity=integrity,
     score_outputs=score_outputs,
     report_sections=report_sections,
+    # an external system (an API model's outputs, `fairtrial import --outputs`) is checked
+    # against the same trivial baselines, on the same items, as a trained arm
+    external_stages=("prepare", "baseline"),
 )

@@ -42,9 +42,10 @@ def _metrics() -> list[Metric]:
     out = []
     for suffix, how in (("", "strict parser"), ("_tolerant", "tolerant parser")):
         for n in names:
+            # every score is in [0, 1] with higher better: a missing answer earns 0
             out.append(Metric(n + suffix, "higher",
                               "proportion" if n in _PROPORTIONS else "mean",
-                              f"{_ABOUT[n]} ({how})"))
+                              f"{_ABOUT[n]} ({how})", missing=0.0))
     out.append(Metric("repairs", "lower", "mean", "repairs the tolerant parser made per item"))
     return out
 
