@@ -70,6 +70,9 @@ def main() -> None:
     t0 = time.perf_counter()
     single = [generate(model, tok, [p], batch_size=1, **kw)[0] for p in prompts]
     single_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    hf = [hf_generate(model, tok, p, a.max_new_tokens) for p in prompts]
+    hf_s = time.perf_counter() - t0
     load_after = os.getloadavg()
     differ = [{"item": i, "batched": b, "single": s, "reason": reason(model, tok, prompts[i], b, s)}
               for i, (b, s) in enumerate(zip(batched, single)) if b != s]
@@ -80,6 +83,9 @@ def main() -> None:
            "batched_items_per_s": round(len(prompts) / batched_s, 3),
            "single_items_per_s": round(len(prompts) / single_s, 3),
            "speedup": round(single_s / batched_s, 2),
+           "hf_single_items_per_s": round(len(prompts) / hf_s, 3),
+           "speedup_vs_hf_single": round(hf_s / batched_s, 2),
+           "differ_from_hf": sum(b != h for b, h in zip(batched, hf)),
            "new_tokens_single": [len(tok(t, add_special_tokens=False)["input_ids"])
                                  for t in single],
            "differ": differ}
@@ -93,6 +99,9 @@ def main() -> None:
     print(f"  one at a time (reference): {out['single_items_per_s']} items/s")
     n = out["new_tokens_single"]
     print(f"  speed-up {out['speedup']}x; outputs that differ: {len(differ)}")
+    print(f"  transformers' model.generate one at a time (ref 2): {out['hf_single_items_per_s']}"
+          f" items/s; speed-up {out['speedup_vs_hf_single']}x; outputs that differ: "
+          f"{out['differ_from_hf']}")
     print(f"  new tokens per item: mean {sum(n) / len(n):.1f}, max {max(n)}, "
           f"{sum(1 for x in n if x >= a.max_new_tokens)} of {len(n)} at the limit (a batch "
           "decodes until its longest row stops)")
@@ -197,6 +206,24 @@ def trl_comparison(a) -> None:
           f"{out['ours_tokens_per_s'][1]} useful tokens/s")
     print(f"  TRL SFTTrainer (reference):          {out['trl_tokens_per_s']} useful tokens/s")
     print(f"  ours / TRL: {out['ratio_ours_over_trl']}x")
+
+
+def hf_generate(model, tok, prompt, max_new_tokens: int) -> str:
+    """transformers' own `model.generate` on one prompt (greedy, the same eos ids): the second
+    reference, the one-at-a-time loop a user would write without fairtrial."""
+    import torch
+    from transformers import GenerationConfig
+
+    from fairtrial.ml.causal_lm import generate as G
+
+    text, chat = G.render(tok, prompt)
+    ids = torch.tensor([tok(text, add_special_tokens=not chat)["input_ids"]])
+    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False,
+                              eos_token_id=G._eos_ids(model, tok), pad_token_id=tok.pad_token_id)
+    with torch.inference_mode():
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                             generation_config=config)
+    return tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
 
 
 def statistics_mean(xs) -> float:
