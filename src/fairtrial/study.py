@@ -134,7 +134,8 @@ class Checked:
                 if spec.planned_external_arms else [],
                 "evaluation_only": spec.evaluation_only,
                 "metrics": [{"name": m.name, "direction": m.direction,
-                             "aggregation": m.aggregation} for m in spec.recipe.metrics]}
+                             "aggregation": m.aggregation, "missing": m.missing}
+                            for m in spec.recipe.metrics]}
 
 
 def check(study: str | Path, workspace: str | Path | None) -> Checked:

@@ -374,7 +374,8 @@ def test_example_study_checks_without_data(cli):
     out = json.loads(p.stdout)
     assert out["evaluation_only"] and out["recipe"] == "scores" and out["replicates"] == [0]
     assert out["external_arms"] == ["last-number", "largest-number", "last-calculation"]
-    assert out["metrics"] == [{"name": "accuracy", "direction": "higher", "aggregation": "proportion"}]
+    assert out["metrics"] == [{"name": "accuracy", "direction": "higher", "aggregation": "proportion",
+                              "missing": None}]
 
 
 F1_STUDY = """\
