@@ -47,6 +47,22 @@ def test_no_effect_with_a_margin_is_refuted_inside_the_band():
     assert "no-effect band" in r.comparisons[0].reason
 
 
+def test_a_floor_is_inconclusive_not_refuted():
+    """Both arms score 0 on every item and seed (a 135M model on GSM8K): every bootstrap draw is
+    0, the interval [0, 0] lies inside any no-effect band, yet it is no evidence of no effect."""
+    df = make_scores({"ctrl": 0.0, "arm": 0.0}, n_items=30, mean=10.0, seed_sd=0.02)
+    df["value"] = 0.0
+    d = StudyDesign(question="q", arms={"ctrl": {}, "arm": {}}, control="ctrl",
+                    endpoint=Endpoint("score", "higher"),
+                    decision=Decision(min_effect=0.05, effect="absolute"))
+    c = analyze(df, d, n_resamples=R).comparisons[0]
+    assert c.diff_ci == (0.0, 0.0)
+    assert c.verdict == "inconclusive" and "no variation" in c.reason and "scores 0 " in c.reason
+    # one arm different on one item: an ordinary comparison again
+    df.loc[df.index[df["arm"] == "arm"][0], "value"] = 1.0
+    assert "no variation" not in analyze(df, d, n_resamples=R).comparisons[0].reason
+
+
 def test_small_effect_is_inconclusive_with_a_settle_estimate():
     r = two_arm(0.2, min_effect=0.02, n_items=100)
     c = r.comparisons[0]

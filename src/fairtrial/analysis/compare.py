@@ -164,6 +164,15 @@ def finish(c: Comparison, d: _Draws, level: float, decide: bool = True) -> None:
         c.verdict = INCONCLUSIVE
         c.reason = "integrity error: " + ", ".join(c.blocked_by)
         return
+    if d.x.size and np.ptp(d.x) == 0:
+        # a floor or ceiling: both arms score the same value on every item and seed, so every
+        # bootstrap draw is that value and the interval has width 0, which would read as "no
+        # effect, refuted" while the study simply cannot tell the arms apart
+        value = float(np.exp(d.x.flat[0]) if d.log else d.x.flat[0])
+        c.verdict = INCONCLUSIVE
+        c.reason = (f"no variation: every item of both arms scores {value:g} on every seed (a "
+                    f"floor or ceiling), so the zero-width interval is no evidence either way")
+        return
     c.verdict, c.reason = verdict(lo, hi, c.min_effect)
     if c.verdict == INCONCLUSIVE:
         c.settle = settle(c.estimate, lo, hi, c.min_effect, c.n_seeds, c.n_items,
