@@ -152,8 +152,8 @@ def _never_run(spec: Spec, cells: list[dict], score_stages: set[str],
 def _report_sections(ws: Workspace, spec: Spec, cells: list[dict],
                      verified: dict[str, dict | None]) -> list[dict]:
     """The recipe's report sections (Recipe.report_sections), asked once per arm on the arm's
-    first replicate's finished artifacts; shown once when every arm gives the same, else each
-    arm's under its name."""
+    first replicate's finished artifacts. A section every arm gives alike (a shared data stage's,
+    such as curate's funnel) is shown once, first; the others under their arm's name."""
     hook = getattr(spec.recipe, "report_sections", None)
     if hook is None:
         return []
@@ -166,9 +166,9 @@ def _report_sections(ws: Workspace, spec: Spec, cells: list[dict],
             per_arm.append((arm.name, hook(paths, arm.params) or []))
     if not per_arm:
         return []
-    if all(s == per_arm[0][1] for _, s in per_arm):
-        return per_arm[0][1]
-    return [{**sec, "title": f"{name}: {sec.get('title', '')}"} for name, secs in per_arm for sec in secs]
+    common = [sec for sec in per_arm[0][1] if all(sec in secs for _, secs in per_arm)]
+    return common + [{**sec, "title": f"{name}: {sec.get('title', '')}"}
+                     for name, secs in per_arm for sec in secs if sec not in common]
 
 
 def _integrity_inputs(ws: Workspace, spec: Spec, cells: list[dict],

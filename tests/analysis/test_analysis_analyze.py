@@ -55,7 +55,9 @@ def test_a_floor_is_inconclusive_not_refuted():
     d = StudyDesign(question="q", arms={"ctrl": {}, "arm": {}}, control="ctrl",
                     endpoint=Endpoint("score", "higher"),
                     decision=Decision(min_effect=0.05, effect="absolute"))
-    c = analyze(df, d, n_resamples=R).comparisons[0]
+    r = analyze(df, d, n_resamples=R)
+    c = r.comparisons[0]
+    assert "no variation" in r.headline       # the reader is told why, in the first line
     assert c.diff_ci == (0.0, 0.0)
     assert c.verdict == "inconclusive" and "no variation" in c.reason and "scores 0 " in c.reason
     # one arm different on one item: an ordinary comparison again

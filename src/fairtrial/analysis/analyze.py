@@ -413,8 +413,9 @@ def _headline(design: StudyDesign, comps: list[Comparison], findings: list[Findi
     verdicts = [c.verdict for c in decided]
     if len(decided) == 1:
         c = decided[0]
+        why = f" ({c.reason})" if c.reason.startswith("no variation") else ""
         return c.verdict, (f"{prefix}{q} {c.verdict.capitalize()}: {describe(c)}; minimum effect "
-                           f"{margin}.{tail}")
+                           f"{margin}{why}.{tail}")
     overall = verdicts[0] if len(set(verdicts)) == 1 else "mixed"
     counts = ", ".join(f"{verdicts.count(v)} {v}" for v in (SUPPORTED, REFUTED, INCONCLUSIVE)
                        if verdicts.count(v))
