@@ -287,11 +287,7 @@ class _Preallocated(DynamicLayer):
 
 def _base_forward(model):
     """The forward function whose keywords matter (through a peft wrapper to the base model)."""
-    inner = model
-    for attr in ("get_base_model",):
-        if hasattr(inner, attr):
-            inner = getattr(inner, attr)()
-    return inner.forward
+    return (model.get_base_model() if hasattr(model, "get_base_model") else model).forward
 
 
 PREFILL_GROUP = 4
