@@ -94,6 +94,17 @@ def calls(tmp_path: Path) -> list[tuple[str, str, str]]:
     return [tuple(line.split()) for line in f.read_text().splitlines() if line.strip()]
 
 
+def pytest_configure(config):
+    """One torch thread for every test in this process, whatever the machine's core count and
+    whichever test module is imported first: the tiny models gain nothing from more threads, an
+    oversubscribed OpenMP pool on two shared cores makes them tens of times slower, and a float
+    result must not depend on how many threads split a reduction. Stage runs in subprocesses get
+    their threads from the engine (OMP_NUM_THREADS and torch.set_num_threads from declared cpus)."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def pytest_sessionstart(session):
     """CI sets FAIRTRIAL_CI_REQUIRE=postgres,...: a service CI promises must be there, so its tests
     cannot be skipped in silence (locally they are skipped with a reason when it is missing)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import subprocess
 import sys
 import tempfile
@@ -106,6 +107,15 @@ def lvm_artifacts(root: Path, n_windows: int):
 def lvm_params(name: str) -> dict:
     s = LVM_SCENARIOS[name]
     return {"arch": s["arch"], "window": {"k": LVM_K}, "model": s["model"], "train": s["train"]}
+
+
+def lvm_steps(name: str, epochs_run: int) -> int:
+    """Optimizer steps of an lvm scenario after `epochs_run` epochs (recipes/lvm/training.py:
+    ceil(windows / (batch_size x grad_accum)) per epoch), for its tolerance."""
+    s = LVM_SCENARIOS[name]
+    per_epoch = math.ceil(s["n_windows"] / (s["train"]["batch_size"]
+                                            * s["train"].get("grad_accum", 1)))
+    return per_epoch * epochs_run
 
 
 def run_lvm(name: str, root: Path, **ctx_kwargs) -> dict:

@@ -2,9 +2,14 @@
 ilm's and lvm's training loss curves equal those of the code before the move.
 
 The reference curves (fixtures/loss_curves.json) were written by `.venv/bin/python
-tests/ml/_curves.py` on the pre-move code (the commit is recorded in the file). Tolerance: 1e-6
-absolute on every loss and learning rate; measured when the move was made: 0.0 (equal float for
-float), on torch 2.13 CPU with one thread.
+tests/ml/_curves.py` on the pre-move code (the commit is recorded in the file), on one machine.
+When the move was made they were equal float for float on that machine (torch 2.13 CPU, one
+thread); on another processor the kernels differ, so the tolerance is what the computation can
+promise across machines (tests/tolerance.py): losses and validation losses to
+eps(compute dtype) x optimizer steps, relative (fp32, 12 steps: 1.4e-6; the fp16 autocast run,
+6 steps: 5.9e-3), learning rates (Python floats) to 1e-12. The bit-exact properties of the loop
+(resume equals an uninterrupted run) are tested by comparing two runs in one test
+(tests/recipes/ilm/test_model_train.py, tests/recipes/lvm/test_lvm_training.py).
 """
 
 import json
@@ -14,8 +19,9 @@ import _curves as C  # tests/ml is on sys.path (rootdir-relative imports, no __i
 import numpy as np
 import pytest
 
+from tests.tolerance import PYTHON_FLOAT_RTOL, training_rtol
+
 REF = json.loads(C.FIXTURE.read_text())
-ATOL = 1e-6
 RENAMED = {"valid_loss": "val_loss"}  # lvm's history key when the fixture was written
 
 
@@ -31,9 +37,11 @@ def test_ilm_loss_curve_equals_the_pre_move_code(name, world, tmp_path):
     ref = REF["ilm"][name]
     got = C.run_ilm(name, tmp_path, world)
     assert got["data_digest"] == ref["data_digest"]  # the same examples, else nothing to compare
+    rtol = training_rtol(ref["precision"], len(ref["loss"]))
     for key in ("loss", "lr", "valid_loss", "valid_infill_loss"):
         assert len(got[key]) == len(ref[key]), key
-        np.testing.assert_allclose(got[key], ref[key], rtol=0, atol=ATOL, err_msg=key)
+        np.testing.assert_allclose(got[key], ref[key], atol=0, err_msg=key,
+                                   rtol=PYTHON_FLOAT_RTOL if key == "lr" else rtol)
     assert got["selected_step"] == ref["selected_step"]
     assert got["precision"] == ref["precision"]
 
@@ -43,11 +51,12 @@ def test_lvm_loss_curve_equals_the_pre_move_code(name, tmp_path):
     ref = REF["lvm"][name]
     got = C.run_lvm(name, tmp_path)
     assert [h["epoch"] for h in got["history"]] == [h["epoch"] for h in ref["history"]]
+    rtol = training_rtol("fp32", C.lvm_steps(name, len(ref["history"])))
     for key in ("train_loss", "valid_loss", "lr"):
         old = key if key in ref["history"][0] else RENAMED[key]
         np.testing.assert_allclose([h[key] for h in got["history"]],
-                                   [h[old] for h in ref["history"]], rtol=0, atol=ATOL,
-                                   err_msg=key)
+                                   [h[old] for h in ref["history"]], atol=0, err_msg=key,
+                                   rtol=PYTHON_FLOAT_RTOL if key == "lr" else rtol)
     assert (got["best_epoch"], got["stopped_early"]) == (ref["best_epoch"], ref["stopped_early"])
 
 

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-# One thread: the tiny models gain nothing from more, and the test machine's two cores are shared;
-# an oversubscribed OpenMP pool makes these tests tens of times slower.
+# One thread, as tests/conftest.py sets for the whole session (also when this file is imported
+# alone, by tests/ml/_curves.py writing the fixture): the tiny models gain nothing from more, and
+# a float result must not depend on the machine's core count.
 torch.set_num_threads(1)
 
 from fairtrial.recipes.ilm.tokenizer import BLANK_TOKENS, END_INFILL, EOS, START_INFILL
