@@ -30,6 +30,9 @@ test: $(STAMP)
 	# PostgreSQL: a throw-away cluster on 127.0.0.1 (.ci/pg-start), so the store's PostgreSQL path
 	# (every store test, leases between concurrent studies) is tested on every run; skipped with a
 	# reason if it cannot start here, refused in CI (.ci/run sets FAIRTRIAL_CI_REQUIRE)
+	# lm-eval: a reference tool the GSM8K answer extraction is measured against (tests only, not a
+	# dependency of fairtrial); installing it adds packages and changes none that fairtrial uses
+	$(BIN)/python -c "import lm_eval" 2>/dev/null || $(BIN)/pip install -q lm-eval
 	FAIRTRIAL_TEST_PG_URL="$$(.ci/pg-start || echo)" $(BIN)/python -m pytest tests
 
 bench: $(STAMP)

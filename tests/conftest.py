@@ -117,6 +117,11 @@ def pytest_sessionstart(session):
         if importlib.util.find_spec("ray") is None:
             raise pytest.UsageError("FAIRTRIAL_CI_REQUIRE names ray but the ray package is missing: "
                                     "the Ray executor's cluster tests would be skipped")
+    if "lm_eval" in required:
+        import importlib.util
+        if importlib.util.find_spec("lm_eval") is None:
+            raise pytest.UsageError("FAIRTRIAL_CI_REQUIRE names lm_eval but it is not installed: the "
+                                    "GSM8K extraction's agreement with lm-eval would be skipped")
     if "browser" in required:
         import importlib.util
         import shutil
