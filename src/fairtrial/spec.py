@@ -102,6 +102,20 @@ class DecisionSpec(_Strict):
     alpha: float = Field(0.05, gt=0, lt=1)
     correction: Literal["holm", "bonferroni", "none"] = "holm"
     compare: Literal["control", "all-pairs"] = "control"
+    test: Literal["superiority", "non_inferiority", "equivalence"] = "superiority"
+    """superiority: better by more than min_effect; non_inferiority: not worse by more than
+    margin; equivalence: within margin either way (docs/verdicts.md)."""
+    margin: float | None = Field(None, allow_inf_nan=False)
+    """non_inferiority / equivalence: the margin (>= 0) on the scale of `effect`."""
+
+    @field_validator("margin")
+    @classmethod
+    def _margin(cls, v):
+        if v is not None and v < 0:
+            raise ValueError(f"margin must be >= 0 (got {v:g}): the largest difference that still "
+                             "counts as no worse (or as the same), on the scale of effect; "
+                             "e.g. margin = 0.05")
+        return v
 
 
 class ResourceSpec(_Strict):
@@ -378,6 +392,34 @@ def _with_declared_metrics(recipe: Recipe, declared: dict[str, "MetricSpec"], er
     return replace(recipe, metrics=tuple(recipe.metrics) + tuple(extra)) if extra else recipe
 
 
+def _check_decision(sf: "StudyFile", raw: dict[str, Any], err) -> None:
+    """[decision]: the keys each test needs and refuses (one line each)."""
+    d = sf.decision
+    given = raw.get("decision") or {}
+    if d.test == "superiority":
+        if d.margin is not None:
+            err(("decision", "margin"),
+                'margin is for test = "non_inferiority" or "equivalence"; a superiority test '
+                "uses min_effect (remove margin, or set the test)")
+        return
+    if d.margin is None:
+        err(("decision", "test"), f'test = "{d.test}" needs a margin (>= 0, on the scale of '
+                                  f'effect = "{d.effect}"), e.g. margin = 0.05')
+    if "min_effect" in given and d.min_effect > 0:
+        err(("decision", "min_effect"), f'min_effect is for superiority; test = "{d.test}" uses '
+                                        "margin instead (remove min_effect)")
+    if d.test == "equivalence" and d.alpha >= 0.5:
+        err(("decision", "alpha"), f"alpha {d.alpha:g}: an equivalence test reads the 1 - 2 alpha "
+                                   "interval (TOST), so alpha must be below 0.5")
+    if d.test == "non_inferiority":
+        if sf.control is None:
+            err(("decision", "test"), 'test = "non_inferiority" asks whether each arm is not worse '
+                                      'than a reference: name it with control = "<arm>"')
+        elif d.compare != "control":
+            err(("decision", "compare"), 'test = "non_inferiority" compares each arm with the '
+                                         'control: use compare = "control"')
+
+
 def load_spec(path: str | Path) -> Spec:
     path = Path(path)
     if not path.exists():
@@ -551,9 +593,12 @@ def validate(raw: dict[str, Any], path: Path, text: str = "") -> Spec:
     if sf.control is not None and sf.control not in seen:
         err(("control",), f'control "{sf.control}" is not an arm; arms: {", ".join(seen) or "none"}')
     if sf.decision.compare == "control" and sf.control is None and len(seen) > 1 \
+            and sf.decision.test != "non_inferiority" \
             and sf.analysis.size_param is None:  # a data-scaling study compares sizes, not a control
         err(("decision", "compare"),
             'compare = "control" needs a control arm; set control = "<arm>" or compare = "all-pairs"')
+
+    _check_decision(sf, raw, err)
 
     an = sf.analysis
     if isinstance(an.own_eval_set, dict):

@@ -16,7 +16,8 @@ import pandas as pd
 
 from fairtrial.analysis import integrity
 from fairtrial.analysis.compare import Comparison, decision_draws, estimate, finish
-from fairtrial.analysis.decision import INCONCLUSIVE, REFUTED, SUPPORTED
+from fairtrial.analysis.decision import (EQUIVALENCE, INCONCLUSIVE, NON_INFERIORITY, REFUTED,
+                                         SUPERIORITY, SUPPORTED, strength as strength_of)
 from fairtrial.analysis.design import AnalysisContext, AnalysisInputError, StudyDesign
 from fairtrial.analysis.findings import Finding
 from fairtrial.analysis.inputs import MODEL, keys, pair, series, validate
@@ -85,7 +86,8 @@ def analyze(scores: pd.DataFrame, design: StudyDesign, context: AnalysisContext 
     for ref, arm, eval_set in pairs:
         c = Comparison(arm=arm, reference=ref or "no preference (0)", metric=design.endpoint.metric,
                        eval_set=eval_set, direction="higher" if one_sample else design.endpoint.direction,
-                       effect=effect, min_effect=dec.min_effect,
+                       effect=effect, min_effect=dec.min_effect, test=dec.test,
+                       margin=dec.margin,
                        aggregation="mean" if one_sample else design.aggregation(design.endpoint.metric))
         if eval_set in void_sets:
             c.blocked_by.append("eval_digest_mismatch")
@@ -154,8 +156,9 @@ def analyze(scores: pd.DataFrame, design: StudyDesign, context: AnalysisContext 
                   "secondary": list(design.endpoint.secondary),
                   "aggregation": "mean" if one_sample else design.aggregation(design.endpoint.metric),
                   "aggregations": {m: design.aggregation(m) for m in metrics}},
-        decision={"min_effect": dec.min_effect, "effect": effect, "alpha": dec.alpha,
-                  "correction": dec.correction, "compare": dec.compare},
+        decision={"test": dec.test, "margin": dec.margin, "min_effect": dec.min_effect,
+                  "effect": effect, "alpha": dec.alpha, "correction": dec.correction,
+                  "compare": dec.compare},
         verdict=overall, headline=headline, findings=findings, comparisons=comps,
         secondary=secondary, baselines=baselines, summaries=summaries, cross_eval=cross,
         scaling=scal, decision_tree=tree, pairwise=wtl, provenance=dict(context.provenance),
@@ -178,8 +181,9 @@ def without_scores(design: StudyDesign, context: AnalysisContext | None = None) 
         endpoint={"metric": m, "direction": design.endpoint.direction,
                   "secondary": list(design.endpoint.secondary),
                   "aggregation": design.aggregation(m), "aggregations": {m: design.aggregation(m)}},
-        decision={"min_effect": dec.min_effect, "effect": dec.effect, "alpha": dec.alpha,
-                  "correction": dec.correction, "compare": dec.compare},
+        decision={"test": dec.test, "margin": dec.margin, "min_effect": dec.min_effect,
+                  "effect": dec.effect, "alpha": dec.alpha, "correction": dec.correction,
+                  "compare": dec.compare},
         verdict="none",
         headline=f"{design.question} No verdict: no item scores yet ({m} has not been measured "
                  "on any arm); what the study's stages found so far is reported below.",
@@ -291,9 +295,10 @@ def _missing_as_failures(df, design: StudyDesign, c: Comparison, ref: str | None
     x = np.stack([t.fillna(fail).to_numpy(dtype=np.float64) for t in tables])
     s = Comparison(arm=arm, reference=ref, metric=c.metric, eval_set=eval_set,
                    direction=c.direction, role="missing-as-failure", effect=c.effect,
-                   min_effect=c.min_effect, aggregation=c.aggregation)
+                   min_effect=c.min_effect, test=c.test, margin=c.margin,
+                   aggregation=c.aggregation)
     d = estimate(s, x, n_resamples=n_resamples, seed=seed, method=method, signflip=False)
-    finish(s, d, c.level)
+    finish(s, d, 1 - c.alpha)                        # the same (corrected) alpha and rule
     c.as_failures = {"n_items": len(universe), "failure_value": fail,
                      "mean_reference": s.mean_reference, "mean_arm": s.mean_arm,
                      "estimate": s.estimate, "interval": list(s.interval), "p_value": s.p_value,
@@ -348,7 +353,8 @@ def _one_replicate(design: StudyDesign, comps: list[Comparison], summaries) -> F
 
 
 def _decide(comps: list[Comparison], draws: list, alpha: float, correction: str) -> None:
-    """Corrected levels, then verdicts. Holm is step-down: walking from the smallest p-value up,
+    """Corrected levels, then verdicts (`finish` reads each test's interval at its comparison's
+    alpha: 1 - alpha, or 1 - 2 alpha for equivalence). Holm is step-down: walking from the smallest p-value up,
     once a comparison is not supported, every later one is judged at that same (stricter) level."""
     live = [i for i, d in enumerate(draws) if d is not None]
     if not live:
@@ -358,9 +364,9 @@ def _decide(comps: list[Comparison], draws: list, alpha: float, correction: str)
     # the one whose interval is furthest beyond the margin, in standard errors, goes first.
     strength = []
     for i in live:
-        dd = decision_draws(draws[i], comps[i].effect)
-        sd = float(np.nanstd(dd))
-        strength.append((comps[i].estimate - comps[i].min_effect) / sd if sd > 0 else 0.0)
+        c = comps[i]
+        sd = float(np.nanstd(decision_draws(draws[i], c.effect)))
+        strength.append(strength_of(c.test, c.estimate, sd, c.min_effect, c.margin or 0.0))
     order = sorted(range(len(live)),
                    key=lambda j: (not math.isfinite(p[j]), p[j] if math.isfinite(p[j]) else 0.0,
                                   -strength[j] if math.isfinite(strength[j]) else 0.0))
@@ -395,19 +401,38 @@ def _level(level: float) -> str:
     return f"{level * 100:.4g}%"
 
 
+def asked(c: Comparison) -> str:
+    """The question a margin test asks of one comparison, in words:
+    'lora-cep is non-inferior to api within 0.05 args_f1', 'b is equivalent to a within
+    +-5% accuracy' (relative margins as percentages of the reference's mean)."""
+    m = _fmt_effect(c.margin or 0.0, c.effect).lstrip("+")
+    if c.test == NON_INFERIORITY:
+        return f"{c.arm} is non-inferior to {c.reference} within {m} {c.metric}"
+    if c.test == EQUIVALENCE:
+        return f"{c.arm} is equivalent to {c.reference} within +-{m} {c.metric}"
+    me = _fmt_effect(c.min_effect, c.effect).lstrip("+")
+    return f"{c.arm} is better than {c.reference} by more than {me} {c.metric}"
+
+
+def _asked_all(comps: list[Comparison]) -> str:
+    """The margin test's question over several comparisons: 'is each arm non-inferior to api
+    within 0.1 accuracy?'."""
+    c = comps[0]
+    m = _fmt_effect(c.margin or 0.0, c.effect).lstrip("+")
+    if c.test == NON_INFERIORITY:
+        return f"is each arm non-inferior to {c.reference} within {m} {c.metric}?"
+    return f"is each pair equivalent within +-{m} {c.metric}?"
+
+
 def _headline(design: StudyDesign, comps: list[Comparison], findings: list[Finding],
               context: AnalysisContext) -> tuple[str, str]:
     q = design.question.strip() or design.name or "Study"
+    if design.decision.test != SUPERIORITY:
+        return _margin_headline(q, comps, findings, context)
     m = design.decision.min_effect
     margin = (_fmt_effect(m, comps[0].effect) if comps else str(m)).lstrip("+")
     decided = [c for c in comps if c.verdict is not None]
-    prefix = ""
-    if not context.complete:
-        pr = context.progress
-        counts = f" ({pr.get('done', '?')} of {pr.get('total', '?')} stage runs done)" if pr else ""
-        prefix = f"PARTIAL REPORT, study incomplete{counts}: "
-    n_err = sum(f.severity == "error" for f in findings)
-    tail = f" {n_err} integrity error{'s' if n_err != 1 else ''}: see below." if n_err else ""
+    prefix, tail = _prefix_and_tail(findings, context)
     if not decided:
         return "none", f"{prefix}{q} No verdict yet: no comparison could be made.{tail}"
     verdicts = [c.verdict for c in decided]
@@ -422,3 +447,43 @@ def _headline(design: StudyDesign, comps: list[Comparison], findings: list[Findi
     best = max(decided, key=lambda c: c.estimate if math.isfinite(c.estimate) else -math.inf)
     return overall, (f"{prefix}{q} {overall.capitalize()} ({counts} of {len(decided)} comparisons, "
                      f"minimum effect {margin}); largest: {describe(best)}.{tail}")
+
+
+def _prefix_and_tail(findings: list[Finding], context: AnalysisContext) -> tuple[str, str]:
+    prefix = ""
+    if not context.complete:
+        pr = context.progress
+        counts = f" ({pr.get('done', '?')} of {pr.get('total', '?')} stage runs done)" if pr else ""
+        prefix = f"PARTIAL REPORT, study incomplete{counts}: "
+    n_err = sum(f.severity == "error" for f in findings)
+    tail = f" {n_err} integrity error{'s' if n_err != 1 else ''}: see below." if n_err else ""
+    return prefix, tail
+
+
+def _margin_headline(q: str, comps: list[Comparison], findings: list[Finding],
+                     context: AnalysisContext) -> tuple[str, str]:
+    """The headline of a non-inferiority or equivalence study: the question in words, then the
+    verdict ('b is non-inferior to a within 0.1 accuracy: supported. b vs a on test: ...')."""
+    prefix, tail = _prefix_and_tail(findings, context)
+    decided = [c for c in comps if c.verdict is not None]
+    if not decided:
+        return "none", f"{prefix}{q} No verdict yet: no comparison could be made.{tail}"
+    if len(decided) == 1:
+        c = decided[0]
+        why = f" ({c.reason})" if c.reason.startswith(("no variation", "integrity")) else ""
+        return c.verdict, f"{prefix}{q} {asked(c)}: {c.verdict}{why}. {describe(c)}.{tail}"
+    verdicts = [c.verdict for c in decided]
+    overall = verdicts[0] if len(set(verdicts)) == 1 else "mixed"
+    counts = ", ".join(f"{verdicts.count(v)} {v}" for v in (SUPPORTED, REFUTED, INCONCLUSIVE)
+                       if verdicts.count(v))
+    # the comparison that decides least well: the one furthest from "supported" is named
+    rank = {REFUTED: 0, INCONCLUSIVE: 1, SUPPORTED: 2}
+
+    def closeness(c: Comparison) -> float:      # higher: further inside the supported side
+        if not math.isfinite(c.estimate):
+            return -math.inf
+        return c.estimate if c.test == NON_INFERIORITY else -abs(c.estimate)
+    worst = min(decided, key=lambda c: (rank[c.verdict], closeness(c)))
+    return overall, (f"{prefix}{q} {_asked_all(decided)} {overall} ({counts} of "
+                     f"{len(decided)} comparisons); {asked(worst)}: {worst.verdict}. "
+                     f"{describe(worst)}.{tail}")

@@ -22,7 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from fairtrial.analysis.decision import INCONCLUSIVE, settle, settle_text, verdict
+from fairtrial.analysis.decision import (EQUIVALENCE, INCONCLUSIVE, MARGIN_TESTS, SUPERIORITY,
+                                         boundary, margin_p_value, settle, settle_text,
+                                         verdict_for)
 from fairtrial.stats.bootstrap import (N_RESAMPLES, SEED, bootstrap_p_value, percentile_interval,
                                        two_level)
 from fairtrial.stats.permutation import sign_flip_p
@@ -55,12 +57,18 @@ class Comparison:
     rel_ci: tuple[float, float] = (math.nan, math.nan)
     effect_size: float = math.nan     # mean / sd of the per-item (seed-averaged) improvements (log
                                       # improvements for a geomean metric)
-    p_value: float = math.nan         # two-level bootstrap test of "no difference" on the decision scale
+    p_value: float = math.nan         # two-level bootstrap test of the test's null on the decision
+                                      # scale: "no difference" (superiority), the margin's side
+                                      # (non-inferiority, equivalence: decision.margin_p_value)
     p_signflip: float = math.nan      # item-level sign-flip test (models held fixed)
     p_adjusted: float = math.nan      # p_value after the study's correction
     level: float = 0.95               # confidence level of every interval above
+    alpha: float = math.nan           # the comparison's alpha after the study's correction; the
+                                      # level is 1 - alpha, or 1 - 2 alpha for equivalence (TOST)
     effect: str = "relative"          # the scale the decision uses
-    min_effect: float = 0.0
+    test: str = SUPERIORITY           # superiority | non_inferiority | equivalence
+    min_effect: float = 0.0           # superiority: the minimum effect of interest
+    margin: float | None = None       # non-inferiority, equivalence: the margin (>= 0), on `effect`'s scale
     verdict: str | None = None
     reason: str = ""
     settle: dict[str, Any] | None = None
@@ -132,7 +140,10 @@ def estimate(c: Comparison, x: np.ndarray, n_resamples: int = N_RESAMPLES, seed:
     sd = per_item.std(ddof=1) if n > 1 else math.nan
     c.effect_size = float(per_item.mean() / sd) if sd and sd > 0 else math.nan
     draws = _Draws(x=x, ref=back(d.means[:, 0]), arm=back(d.means[:, 1]), sign=sign, log=geo)
-    if geo:
+    if c.test in MARGIN_TESTS:
+        # the margin is on the effect's scale: read the draws there, as the interval is
+        c.p_value = margin_p_value(c.test, decision_draws(draws, c.effect), c.margin or 0.0)
+    elif geo:
         # on the log scale, where the bootstrap lives: "no difference" is a mean log difference
         # of 0, for the relative and the absolute effect alike
         log_diff = sign * (d.means[:, 1] - d.means[:, 0])
@@ -150,8 +161,18 @@ def decision_draws(d: _Draws, effect: str) -> np.ndarray:
     return d.sign * (d.arm - d.ref)
 
 
+def interval_level(test: str, alpha: float) -> float:
+    """The level of the interval a test reads at the (corrected) `alpha`: 1 - alpha (superiority,
+    non-inferiority: each end is a one-sided test at alpha/2), or 1 - 2 alpha for equivalence
+    (TOST: the two one-sided tests at alpha each; docs/verdicts.md says why)."""
+    return 1 - 2 * alpha if test == EQUIVALENCE else 1 - alpha
+
+
 def finish(c: Comparison, d: _Draws, level: float, decide: bool = True) -> None:
-    """Intervals at `level`; then, when `decide`, the verdict and the settle estimate."""
+    """Intervals at `level` = 1 - alpha (alpha corrected; an equivalence test reads 1 - 2 alpha,
+    `interval_level`); then, when `decide`, the verdict and the settle estimate."""
+    c.alpha = round(1 - level, 15)      # 1 - (1 - 0.05) is 0.050000000000000044
+    level = interval_level(c.test, c.alpha) if decide else level
     c.level = level
     c.ci_reference = percentile_interval(d.ref, level)
     c.ci_arm = percentile_interval(d.arm, level)
@@ -173,9 +194,10 @@ def finish(c: Comparison, d: _Draws, level: float, decide: bool = True) -> None:
         c.reason = (f"no variation: every item of both arms scores {value:g} on every seed (a "
                     f"floor or ceiling), so the zero-width interval is no evidence either way")
         return
-    c.verdict, c.reason = verdict(lo, hi, c.min_effect)
+    c.verdict, c.reason = verdict_for(c.test, lo, hi, c.min_effect, c.margin or 0.0)
     if c.verdict == INCONCLUSIVE:
-        c.settle = settle(c.estimate, lo, hi, c.min_effect, c.n_seeds, c.n_items,
+        edge = boundary(c.test, c.estimate, c.min_effect, c.margin or 0.0)
+        c.settle = settle(c.estimate, lo, hi, edge, c.n_seeds, c.n_items,
                           *_variance_parts(d, c.effect, c.mean_reference))
         c.settle_text = settle_text(c.settle)
 

@@ -1,7 +1,9 @@
-"""The decision rule: a verdict from an interval and the minimum effect of interest.
+"""The decision rules: a verdict from an interval and the study's test (superiority against the
+minimum effect of interest, non-inferiority or equivalence within a margin).
 
 All quantities are "improvement": positive means the arm is better than the reference in the
-endpoint's direction (lower perplexity, higher accuracy). docs/verdicts.md states the rule.
+endpoint's direction (lower perplexity, higher accuracy), so "worse" is always the negative side,
+whatever the metric's direction. docs/verdicts.md states the rules and which interval each reads.
 """
 
 from __future__ import annotations
@@ -10,6 +12,10 @@ import math
 from typing import Any
 
 SUPPORTED, REFUTED, INCONCLUSIVE = "supported", "refuted", "inconclusive"
+SUPERIORITY, NON_INFERIORITY, EQUIVALENCE = "superiority", "non_inferiority", "equivalence"
+TESTS = (SUPERIORITY, NON_INFERIORITY, EQUIVALENCE)
+MARGIN_TESTS = (NON_INFERIORITY, EQUIVALENCE)
+"""The tests that need a `margin` (and take no `min_effect`)."""
 
 
 def verdict(lo: float, hi: float, min_effect: float) -> tuple[str, str]:
@@ -33,6 +39,104 @@ def verdict(lo: float, hi: float, min_effect: float) -> tuple[str, str]:
             return REFUTED, "the whole interval lies inside the no-effect band"
         return REFUTED, "the improvement is smaller than the minimum effect"
     return INCONCLUSIVE, "the interval contains the minimum effect"
+
+
+def non_inferiority(lo: float, hi: float, margin: float) -> tuple[str, str]:
+    """(verdict, reason) of "the arm is not worse than the reference by more than `margin`".
+
+    supported:    lo > -margin   the whole interval lies above -margin: any loss is smaller than it
+    refuted:      hi < -margin   the arm is credibly worse than the reference by more than the margin
+    inconclusive: otherwise      the interval contains -margin
+    """
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return INCONCLUSIVE, "the interval could not be computed"
+    m = margin
+    if lo > -m:
+        if lo > 0:
+            return SUPPORTED, "the whole interval lies above -margin (and above 0: the arm is better)"
+        return SUPPORTED, "the whole interval lies above -margin: any loss is smaller than the margin"
+    if hi < -m:
+        return REFUTED, "the arm is worse than the reference by more than the margin"
+    return INCONCLUSIVE, "the interval contains -margin"
+
+
+def equivalence(lo: float, hi: float, margin: float) -> tuple[str, str]:
+    """(verdict, reason) of "the arm and the reference differ by less than `margin` either way".
+
+    supported:    -margin < lo and hi < margin   the whole interval lies inside the equivalence band
+    refuted:      hi < -margin or lo > margin    the whole interval lies outside it (worse, or better)
+    inconclusive: otherwise                      the interval contains -margin or +margin
+    """
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return INCONCLUSIVE, "the interval could not be computed"
+    m = margin
+    if -m < lo and hi < m:
+        return SUPPORTED, "the whole interval lies inside (-margin, +margin)"
+    if hi < -m:
+        return REFUTED, "the arm is worse than the reference by more than the margin"
+    if lo > m:
+        return REFUTED, "the arm is better than the reference by more than the margin"
+    return INCONCLUSIVE, "the interval contains a margin (-margin or +margin)"
+
+
+def verdict_for(test: str, lo: float, hi: float, min_effect: float = 0.0,
+           margin: float = 0.0) -> tuple[str, str]:
+    """The verdict of `test` on the improvement interval [lo, hi]."""
+    if test == SUPERIORITY:
+        return verdict(lo, hi, min_effect)
+    if test == NON_INFERIORITY:
+        return non_inferiority(lo, hi, margin)
+    if test == EQUIVALENCE:
+        return equivalence(lo, hi, margin)
+    raise ValueError(f"unknown test {test!r}; use one of {TESTS}")
+
+
+def boundary(test: str, estimate: float, min_effect: float = 0.0, margin: float = 0.0) -> float:
+    """The value the verdict of `test` turns on, nearest the estimate: the minimum effect
+    (superiority), -margin (non-inferiority), or whichever of -margin, +margin is nearer the
+    estimate (equivalence). Used to rank ties and to estimate what would settle a comparison."""
+    if test == NON_INFERIORITY:
+        return -margin
+    if test == EQUIVALENCE:
+        return margin if estimate >= 0 else -margin
+    return min_effect
+
+
+def strength(test: str, estimate: float, sd: float, min_effect: float = 0.0,
+             margin: float = 0.0) -> float:
+    """How far, in standard errors, the estimate lies on the "supported" side of its boundary
+    (negative: on the other side). Ranks comparisons whose p-values tie."""
+    if not sd > 0 or not math.isfinite(estimate):
+        return 0.0
+    if test == NON_INFERIORITY:
+        return (estimate + margin) / sd
+    if test == EQUIVALENCE:
+        return (margin - abs(estimate)) / sd
+    return (estimate - min_effect) / sd
+
+
+def margin_p_value(test: str, draws, margin: float) -> float:
+    """The p-value of a margin test's null hypothesis from bootstrap draws of the improvement, read
+    the way its interval is (the share of draws on the null side of the margin, so p < alpha
+    goes with a "supported" interval at that alpha):
+
+    non-inferiority (null: improvement <= -margin; the two-sided 1 - alpha interval's lower end
+    is its alpha/2 quantile): p = min(1, 2 * (1 + #{draw <= -margin}) / (1 + B));
+    equivalence (TOST, nulls: <= -margin and >= +margin, each at alpha; the 1 - 2 alpha
+    interval): p = (1 + max(#{draw <= -margin}, #{draw >= +margin})) / (1 + B).
+    """
+    import numpy as np
+
+    d = np.asarray(draws, dtype=np.float64)
+    d = d[np.isfinite(d)]
+    if d.size == 0:
+        return math.nan
+    below = int((d <= -margin).sum())
+    if test == NON_INFERIORITY:
+        return min(1.0, 2 * (1 + below) / (1 + d.size))
+    if test == EQUIVALENCE:
+        return (1 + max(below, int((d >= margin).sum()))) / (1 + d.size)
+    raise ValueError(f"margin_p_value is for the margin tests {MARGIN_TESTS}; got {test!r}")
 
 
 def settle(estimate: float, lo: float, hi: float, min_effect: float, n_seeds: int, n_items: int,

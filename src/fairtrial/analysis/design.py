@@ -40,6 +40,9 @@ class Decision:
     alpha: float = 0.05
     correction: Literal["holm", "bonferroni", "none"] = "holm"
     compare: Literal["control", "all-pairs"] = "control"
+    test: Literal["superiority", "non_inferiority", "equivalence"] = "superiority"
+    margin: float | None = None
+    """non_inferiority / equivalence: the margin (>= 0), on the scale of `effect`."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,11 @@ class StudyDesign:
             errs.append(f"decision.correction: {d.correction!r}; use one of {list(CORRECTIONS)}")
         if d.compare not in ("control", "all-pairs"):
             errs.append(f"decision.compare: {d.compare!r}; use 'control' or 'all-pairs'")
+        if d.test not in ("superiority", "non_inferiority", "equivalence"):
+            errs.append(f"decision.test: {d.test!r}; use 'superiority', 'non_inferiority' or "
+                        "'equivalence'")
+        elif d.test != "superiority" and (d.margin is None or not d.margin >= 0):
+            errs.append(f"decision.margin: {d.margin!r}; test {d.test!r} needs a margin >= 0")
         if d.min_effect < 0:
             errs.append(f"decision.min_effect: {d.min_effect}; use a number >= 0 (the direction "
                         "comes from endpoint.direction)")
@@ -254,7 +262,8 @@ class StudyDesign:
             endpoint=Endpoint(metric=spec.endpoint.metric, direction=spec.direction,
                               secondary=tuple(spec.endpoint.secondary)),
             decision=Decision(min_effect=d.min_effect, effect=d.effect, alpha=d.alpha,
-                              correction=d.correction, compare=d.compare),
+                              correction=d.correction, compare=d.compare, test=d.test,
+                              margin=d.margin),
             metric_directions={m.name: m.direction for m in metrics},
             metric_aggregations={m.name: m.aggregation for m in metrics},
             metric_missing={m.name: m.missing for m in metrics
