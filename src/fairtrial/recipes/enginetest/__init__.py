@@ -2,7 +2,14 @@
 checkpoint, so the engine is tested (and demonstrated) without ML.
 
 Stages: source (unseeded, shared by every arm with the same `size`/`data`) -> work (seeded,
-checkpoints every step, resumes) -> score (writes item scores: value = 1 + effect + noise).
+checkpoints every step, resumes) -> score (writes item scores: value = 1 + item difficulty +
+effect + seed shift + noise).
+
+By default every arm and every seed draws the same noise, so paired differences are exactly the
+effect (zero-width intervals). `arm_noise = true` makes the noise of each arm and seed its own
+(the generator is keyed by the seed and the arm's params, NOISE_KEY), and `seed_sd` adds a
+per-seed shift of every item (the seed-to-seed variation of a training run; per arm too with
+`arm_noise`): a study then has something to settle.
 
 If $FAIRTRIAL_TEST_CALLS names a file, every stage call appends one line `stage key-prefix event`
 to it (start / end), which lets tests count how often each stage function really ran.
@@ -10,6 +17,7 @@ to it (start / end), which lets tests count how often each stage function really
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -17,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from fairtrial.recipes.api import (Metric, OutOfMemory, Recipe, Resources, Stage, StageError,
                                    TransientError, oom_halve)
@@ -46,6 +54,12 @@ class TestParams(BaseModel):
     effect: float = 0.0
     noise: float = 0.1
     n_items: int = 50
+    arm_noise: bool = False
+    """Each arm's noise its own: the generator is keyed by the seed and the arm's params
+    (NOISE_KEY). Default: one noise draw shared by every arm and seed."""
+    seed_sd: float = Field(0.0, ge=0, allow_inf_nan=False)
+    """Sd of a per-seed shift added to every item of a seed (shared by the arms of a seed, or each
+    arm's own with `arm_noise`). Default 0: no shift."""
 
     @field_validator("level")
     @classmethod
@@ -119,16 +133,38 @@ def work(ctx) -> dict[str, Any]:
             "device": ctx.device, "visible_gpus": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
 
+NOISE_KEY = ("size", "level", "steps", "effect", "noise", "n_items", "seed_sd")
+"""The params that make an arm a different system, and so (with `arm_noise`) its noise its own.
+Not `data` (an absolute path: the values would depend on the machine) nor the params that only
+change how a run behaves (sleep, failures, micro-batch)."""
+
+
+def _arm_word(params) -> int:
+    """A 64-bit integer from the arm's NOISE_KEY params, for the noise generator's key."""
+    text = json.dumps({k: params[k] for k in NOISE_KEY}, sort_keys=True)
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+
+
 def score(ctx) -> dict[str, Any]:
     _trace(ctx, "score", "start")
     model = json.loads((ctx.inputs["work"] / "model.json").read_text())
-    n = ctx.params["n_items"]
+    p = ctx.params
+    n = p["n_items"]
     ids = [f"item{i:05d}" for i in range(n)]
     digest = eval_set_digest(ids)
     item_rng = np.random.default_rng(12345)  # item difficulty: the same for every arm
     base = 1.0 + item_rng.normal(scale=0.5, size=n)
-    rng = np.random.default_rng([ctx.seed or 0, 7])
-    values = base + ctx.params["effect"] + rng.normal(scale=ctx.params["noise"], size=n)
+    if p["arm_noise"]:
+        key = [ctx.seed or 0, _arm_word(p)]
+    else:
+        key = [0]                # one draw for every arm and seed, as before the stage was seeded
+    rng = np.random.default_rng(key + [7])
+    values = base + p["effect"] + rng.normal(scale=p["noise"], size=n)
+    if p["seed_sd"] > 0:
+        # one shift of every item per seed (per arm too with arm_noise); its own generator, so
+        # the item noise above is the same with or without it
+        shift = np.random.default_rng([ctx.seed or 0] + key[1:] + [11]).normal(scale=p["seed_sd"])
+        values = values + shift
     rows = [{"item_id": i, "eval_set": "test", "eval_set_digest": digest, "metric": "score",
              "value": float(v)} for i, v in zip(ids, values)]
     rows += [{"item_id": i, "eval_set": "test", "eval_set_digest": digest, "metric": "score",
@@ -152,7 +188,9 @@ RECIPE = Recipe(
                       "micro_batch", "grad_accum", "oom_above", "level"),
               oom=oom_halve("micro_batch", "grad_accum"), max_retries=3,
               resources=Resources(cpus=1, memory_gb=0.1)),
-        Stage("score", score, needs=("work",), params=("effect", "noise", "n_items"),
+        # seeded: arm_noise and seed_sd draw per replicate seed
+        Stage("score", score, needs=("work",), seeded=True,
+              params=tuple(dict.fromkeys(NOISE_KEY + ("arm_noise",))),
               emits_scores=True, resources=Resources(cpus=1, memory_gb=0.1)),
     ),
     metrics=(Metric("score", "higher", description="synthetic per-item score"),),
