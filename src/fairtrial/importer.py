@@ -27,13 +27,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fairtrial.base.digests import digest_of, sha256_file
 from fairtrial.errors import UserError
-from fairtrial.plan import digest_of
 from fairtrial.scores import FILENAME, UNDECLARED, read_item_scores, write_item_scores
 from fairtrial.spec import Spec
 from fairtrial.store import artifacts
 from fairtrial.store.db import IMPORT_STAGE, Store
-from fairtrial.store.digests import sha256_file
 from fairtrial.workspace import Workspace
 
 

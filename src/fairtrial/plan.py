@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from fairtrial.base.digests import digest_of
 from fairtrial.recipes.api import Recipe, Resources, declared_params
-from fairtrial.store.digests import canonical, digest_of  # noqa: F401 - re-exported
 
 
 @dataclass

@@ -103,7 +103,7 @@ def plan(spec: Spec, ws: Workspace) -> Plan:
     """The study's plan, with input-file digests cached in the workspace."""
     from fairtrial.plan import plan_for
     from fairtrial.recipes.api import StageError
-    from fairtrial.store.digests import DigestCache
+    from fairtrial.base.digests import DigestCache
 
     digests = DigestCache(ws.root / "digests.json")
     try:

@@ -35,7 +35,7 @@ def test_keys_are_deterministic_and_seeded(make_study):
 
 
 def test_input_file_digest_enters_key(make_study, tmp_path):
-    from fairtrial.store.digests import DigestCache
+    from fairtrial.base.digests import DigestCache
 
     f = tmp_path / "data.txt"
     f.write_text("one")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from fairtrial.errors import UserError
-from fairtrial.store.digests import sha256_file
+from fairtrial.base.digests import sha256_file
 
 ENV_MIRROR = "FAIRTRIAL_DATA"        # a local mirror laid out like shared/data
 ENV_HOME = "FAIRTRIAL_DATA_HOME"     # where fetch writes (default ~/.cache/fairtrial/data)

@@ -33,19 +33,18 @@ Two paths for the item draw (`method`):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 from scipy import stats as sps
 
-N_RESAMPLES = 10_000          # default number of bootstrap resamples
-SEED = 20240601               # default bootstrap seed: reports are reproducible
-EXACT_BUDGET = 2_000_000      # "auto" draws items exactly while n_resamples * N stays below this
-NORMAL_MIN_ITEMS = 1_000      # ... and never uses the normal path below this many items
-CHUNK_CELLS = 4_000_000       # exact path: resamples per chunk so one chunk holds ~this many counts
-T_CORRECTION = True           # widen the seed level for its few degrees of freedom (_seed_scale)
+# The one-level pieces (constants, the item draw, the percentile interval, the plain mean's
+# interval) live in fairtrial.base.intervals, below the recipes, which report one-level intervals
+# too; they are imported from there, not copied.
+from fairtrial.base.intervals import (N_RESAMPLES, SEED, Method, check_kse,  # noqa: F401
+                                      item_means, one_level_mean, percentile_interval,
+                                      resolve_method)
 
-Method = Literal["auto", "exact", "normal"]
+T_CORRECTION = True           # widen the seed level for its few degrees of freedom (_seed_scale)
 
 
 @dataclass(frozen=True)
@@ -55,19 +54,6 @@ class Draws:
     means: np.ndarray
     point: np.ndarray
     method: str
-
-
-def _check(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim == 2:             # (S, N): a single quantity
-        x = x[None]
-    if x.ndim != 3:
-        raise ValueError(f"bootstrap data must have shape (K, S, N) or (S, N); got {x.shape}")
-    if min(x.shape) == 0:
-        raise ValueError(f"bootstrap data is empty: shape {x.shape} (K, seeds, items)")
-    if not np.all(np.isfinite(x)):
-        raise ValueError("bootstrap data holds NaN or infinite values")
-    return x
 
 
 def _seed_weights(rng: np.random.Generator, n: int, s: int) -> np.ndarray:
@@ -115,66 +101,27 @@ def two_level(x: np.ndarray, n_resamples: int = N_RESAMPLES, seed: int = SEED,
     `seed_correction` (default) removes the plain crossed bootstrap's double count of the seed x
     item noise and its small-sample bias at the seed level (see _seed_scale); False gives the
     plain pigeonhole bootstrap."""
-    x = _check(x)
+    x = check_kse(x)
     k, s, n = x.shape
-    if n_resamples < 1:
-        raise ValueError(f"n_resamples must be >= 1; got {n_resamples}")
-    if method == "auto":
-        method = "exact" if (n_resamples * n <= EXACT_BUDGET or n < NORMAL_MIN_ITEMS) else "normal"
-    if method not in ("exact", "normal"):
-        raise ValueError(f"method must be 'auto', 'exact' or 'normal'; got {method!r}")
+    method = resolve_method(method, n_resamples, n)
     rng = np.random.default_rng(seed)
-    flat = x.reshape(k * s, n)
     w = _seed_weights(rng, n_resamples, s) / s                        # (B, S)
-    if method == "exact":
-        item_means = np.empty((n_resamples, k * s))
-        chunk = max(1, CHUNK_CELLS // n)
-        for start in range(0, n_resamples, chunk):
-            b = min(chunk, n_resamples - start)
-            idx = rng.integers(0, n, size=(b, n))
-            # counts per (resample, item) via one bincount over offset indices
-            counts = np.bincount((idx + (np.arange(b) * n)[:, None]).ravel(),
-                                 minlength=b * n).reshape(b, n).astype(np.float64)
-            item_means[start:start + b] = counts @ flat.T / n
-    else:
-        mu = flat.mean(axis=1)
-        centred = flat - mu[:, None]
-        cov = centred @ centred.T / n                                  # ddof=0: the empirical law
-        # eigh instead of cholesky: cov is often singular (e.g. K arms that agree on some seeds)
-        vals, vecs = np.linalg.eigh(cov)
-        root = vecs * np.sqrt(np.clip(vals, 0.0, None))
-        z = rng.standard_normal((n_resamples, k * s))
-        item_means = mu + (z @ root.T) / np.sqrt(n)
-
-    item_means = item_means.reshape(n_resamples, k, s)
+    drawn = item_means(rng, x.reshape(k * s, n), n_resamples, method).reshape(n_resamples, k, s)
     if s > 1 and seed_correction:
         # Items resampled for every seed alike, plus the seed level as a separate, linear term:
         # the resampled seed weights applied to each seed's deviation from the mean, shrunk so
         # that it carries only the seed variance (see _seed_scale).
         m = x.mean(axis=2)                                             # (K, S) per-seed means
         dev = (m - m.mean(axis=1, keepdims=True)) * _seed_scale(x)[:, None]
-        means = item_means.mean(axis=2) + (w - 1.0 / s) @ dev.T
+        means = drawn.mean(axis=2) + (w - 1.0 / s) @ dev.T
     else:
         # the plain pigeonhole bootstrap: draw seeds, draw items, mean of the drawn cells
-        means = np.einsum("bks,bs->bk", item_means, w)
+        means = np.einsum("bks,bs->bk", drawn, w)
     # A mean cannot leave the range of its data; the normal item draw and the stretched seed
     # weights can overshoot it slightly (e.g. an accuracy of 1.006), so clip to the range.
     means = np.clip(means, x.min(axis=(1, 2)), x.max(axis=(1, 2)))
     point = x.mean(axis=(1, 2))
     return Draws(means=means, point=point, method=method)
-
-
-def percentile_interval(draws: np.ndarray, level: float) -> tuple[float, float]:
-    """Percentile interval of 1-d bootstrap draws at confidence `level` (e.g. 0.95)."""
-    if not 0 < level < 1:
-        raise ValueError(f"confidence level must be in (0, 1); got {level}")
-    d = np.asarray(draws, dtype=np.float64)
-    d = d[np.isfinite(d)]
-    if d.size == 0:
-        return (float("nan"), float("nan"))
-    a = (1 - level) / 2
-    lo, hi = np.quantile(d, [a, 1 - a])
-    return (float(lo), float(hi))
 
 
 def bootstrap_p_value(draws: np.ndarray, estimate: float, null: float = 0.0) -> float:
@@ -186,10 +133,3 @@ def bootstrap_p_value(draws: np.ndarray, estimate: float, null: float = 0.0) -> 
         return float("nan")
     extreme = np.abs(d - estimate) >= abs(estimate - null)
     return float((1 + extreme.sum()) / (1 + d.size))
-
-
-def one_level_mean(values: np.ndarray, n_resamples: int = N_RESAMPLES, seed: int = SEED,
-                   level: float = 0.95, method: Method = "auto") -> tuple[float, float]:
-    """Percentile interval of a plain mean (one seed): the case scipy.stats.bootstrap covers."""
-    d = two_level(np.asarray(values, dtype=np.float64)[None, None, :], n_resamples, seed, method)
-    return percentile_interval(d.means[:, 0], level)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import fairtrial
-from fairtrial.store.digests import digest_of, sha256_file
+from fairtrial.base.digests import digest_of, sha256_file
 from fairtrial.workspace import Workspace
 
 MANIFEST = "manifest.json"

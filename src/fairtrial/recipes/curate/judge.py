@@ -323,8 +323,7 @@ class Summary:
 
 def summarize(pairs: Sequence[PairResult], *, seed: int = 0, level: float = 0.95) -> Summary:
     """Counts, rates and intervals of a judged comparison (module docstring)."""
-    from fairtrial.stats.bootstrap import one_level_mean
-    from fairtrial.stats.intervals import wilson
+    from fairtrial.base.intervals import one_level_mean, wilson  # recipes may not import stats
 
     counts = {k: sum(p.outcome == k for p in pairs)
               for k in ("win", "tie", "loss", "inconsistent", "error")}
