@@ -104,11 +104,7 @@ def build(result) -> list:
     agg_text = "; aggregated as a geometric mean" if ep_agg == "geomean" else ""
     doc.append(Para(
         f"Endpoint: {result.endpoint['metric']} ({result.endpoint['direction']} is better"
-        f"{agg_text}). Decision "
-        f"rule: {d['effect']} minimum effect {d['min_effect']:g}, alpha {d['alpha']:g}, correction "
-        f"{d['correction']}, compare {d['compare']}. Supported when the corrected interval lies "
-        "entirely beyond the minimum effect; refuted when it lies entirely below it; inconclusive "
-        "otherwise.", "note"))
+        f"{agg_text}). Decision rule: {_rule_text(d)}", "note"))
 
     # ---- integrity
     doc.append(Heading("Integrity checks"))
@@ -160,7 +156,7 @@ def build(result) -> list:
                            num(c.effect_size, 3), p_fmt(c.p_value), p_fmt(c.p_adjusted),
                            p_fmt(c.p_signflip), _left_out(c)] for c in result.comparisons]))
         doc.append(Para(
-            f"p: two-level bootstrap test of no difference; p adjusted: {d['correction']}; p sign-flip: "
+            f"p: {P_WORDS[d.get('test', 'superiority')]}; p adjusted: {d['correction']}; p sign-flip: "
             "item-level sign-flip test (treats the trained models as fixed, so it ignores seed "
             "variance). d_z: mean over sd of the per-item improvements. Left out: items or seeds "
             "not shared by both arms.", "note"))
@@ -219,6 +215,35 @@ def build(result) -> list:
 
     doc += _provenance(result)
     return doc
+
+
+P_WORDS = {
+    "superiority": "two-level bootstrap test of no difference",
+    "non_inferiority": "two-level bootstrap test of a loss of at least the margin (twice the share "
+                       "of draws at or below -margin, so p < alpha goes with the interval's verdict)",
+    "equivalence": "two one-sided bootstrap tests of the margins (the larger share of draws beyond "
+                   "-margin or +margin)",
+}
+RULES = {
+    "superiority": "Supported when the corrected interval lies entirely beyond the minimum effect; "
+                   "refuted when it lies entirely below it; inconclusive otherwise.",
+    "non_inferiority": "Supported when the corrected two-sided 1 - alpha interval's lower end is "
+                       "above -margin (any loss is smaller than the margin); refuted when its "
+                       "upper end is below -margin; inconclusive otherwise.",
+    "equivalence": "Supported when the corrected 1 - 2 alpha interval (two one-sided tests, "
+                   "TOST) lies entirely inside (-margin, +margin); refuted when it lies entirely "
+                   "outside; inconclusive otherwise.",
+}
+
+
+def _rule_text(d: dict) -> str:
+    test = d.get("test", "superiority")
+    if test == "superiority":
+        head = f"{d['effect']} minimum effect {d['min_effect']:g}"
+    else:
+        head = f"{test.replace('_', '-')} test, {d['effect']} margin {d['margin']:g}"
+    return (f"{head}, alpha {d['alpha']:g}, correction {d['correction']}, compare "
+            f"{d['compare']}. {RULES[test]}")
 
 
 def _missing(comps, eff) -> list:

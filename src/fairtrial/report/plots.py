@@ -74,9 +74,16 @@ def forest(result) -> bytes | None:
         lo, hi = c.interval
         ax.errorbar(c.estimate * k, yi, xerr=[[(c.estimate - lo) * k], [(hi - c.estimate) * k]],
                     fmt="s", color=COLORS.get(c.verdict, "#57606a"), capsize=3)
+    test = result.decision.get("test", "superiority")
     m = result.decision["min_effect"] * k
     ax.axvline(0, color="black", lw=0.8)
-    if m > 0:
+    if test != "superiority":
+        g = (result.decision.get("margin") or 0.0) * k
+        if test == "equivalence":
+            ax.axvspan(-g, g, color="#d0d7de", alpha=0.5, label="equivalence band")
+        ax.axvline(-g, color="#1a7f37", ls="--", lw=0.8, label="-margin")
+        ax.legend(fontsize=7, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, frameon=False)
+    elif m > 0:
         ax.axvspan(-m, m, color="#d0d7de", alpha=0.5, label="no-effect band")
         ax.axvline(m, color="#1a7f37", ls="--", lw=0.8, label="minimum effect")
         ax.legend(fontsize=7, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, frameon=False)
