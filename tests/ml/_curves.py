@@ -121,12 +121,14 @@ def lvm_steps(name: str, epochs_run: int) -> int:
 def run_lvm(name: str, root: Path, **ctx_kwargs) -> dict:
     import torch
     from fairtrial.recipes.lvm import stages
-    from fairtrial.recipes.testing import FakeContext
+    from fairtrial.recipes.lvm import RECIPE
+    from fairtrial.recipes.testing import FakeContext, stage_params
 
     torch.set_num_threads(1)
     s = LVM_SCENARIOS[name]
     inputs = lvm_artifacts(root / "in", s["n_windows"])
-    ctx = FakeContext(lvm_params(name), root / "train", inputs, seed=s["seed"], **ctx_kwargs)
+    ctx = FakeContext(stage_params(RECIPE, "train", lvm_params(name)), root / "train", inputs,
+                      seed=s["seed"], **ctx_kwargs)
     summary = stages.train(ctx)
     hist = json.loads((ctx.out / "history.json").read_text())
     return {"history": hist, "best_epoch": summary["best_epoch"],

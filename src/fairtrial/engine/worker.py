@@ -120,7 +120,7 @@ def run_task(task: dict[str, Any], store, ws, heartbeat) -> dict[str, Any]:
             recipe = registry.get(task["recipe"])
             stage = recipe.stage(task["stage"])
             inputs = {n: Path(p) for n, p in task["inputs"].items()}
-            params = StageParams(task["params"], stage.name, stage.params)
+            params = StageParams(task["params"], stage.name, stage.params, recipe.params)
             ctx = RunContext(key=key, store=store, params=params, seed=task["seed"],
                              out=out, inputs=inputs, checkpoint_dir=ckpt, log=logger,
                              device=task.get("device", "cpu"), cpus=task.get("cpus", 1))

@@ -51,16 +51,28 @@ def declared_params(params: Mapping[str, Any], names: tuple[str, ...]) -> dict[s
 
 
 class StageParams(Mapping):
-    """`ctx.params`: a read-only view of the params a stage declared (`Stage.params`; the plan
-    gives a stage only those, after any OOM back-off). The engine hands stages one; a test
-    harness should too. Reading any other key, with `[]` or
-    `.get`, raises UndeclaredParam naming the stage and its declared params: a param the stage
-    does not declare is not in its cache key, so it must not steer its output."""
+    """`ctx.params`: the params a stage declared (`Stage.params`; the plan gives a stage only
+    those, after any OOM back-off), validated once by the engine into the recipe's pydantic model
+    and seen as a typed, read-only view: `ctx.params.generate.batch_size`, or `ctx.params["generate"]`
+    (the same validated value). Reading any other group, as an attribute, with `[]` or with
+    `.get`, raises UndeclaredParam naming the stage and the group: a param the stage does not
+    declare is not in its cache key, so it must not steer its output.
 
-    def __init__(self, params: Mapping[str, Any], stage: str, declared: tuple[str, ...]):
-        self._params = dict(params)
-        self._stage = stage
-        self._declared = tuple(declared)
+    Only the declared top-level groups are validated here, by the model's own fields (types,
+    defaults, the group's validators and the model's field validators of those groups); the
+    model's validators across groups (e.g. "train_level names a level of the data") run on the
+    whole study at `fairtrial check`, where every group is known. A dotted name in `Stage.params`
+    ("train.lr") is handed over as it is, unvalidated. Without a model (`model=None`) the values
+    are the raw ones. The engine hands stages one; a test harness should too
+    (`fairtrial.recipes.testing.StageRunner` does)."""
+
+    def __init__(self, params: Mapping[str, Any], stage: str, declared: tuple[str, ...],
+                 model: type[BaseModel] | None = None):
+        raw = dict(params)
+        object.__setattr__(self, "_stage", stage)
+        object.__setattr__(self, "_declared", tuple(declared))
+        object.__setattr__(self, "_params", _validated(model, raw, stage, self._declared)
+                           if model is not None else raw)
 
     def _missing(self, key: object) -> UndeclaredParam:
         declared = ", ".join(self._declared) or "none"
@@ -73,6 +85,14 @@ class StageParams(Mapping):
             return self._params[key]
         except KeyError:
             raise self._missing(key) from None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # copy, pickle and friends probe dunders: not params
+            raise AttributeError(name)
+        return self[name]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise TypeError(f"ctx.params is read-only (stage {self._stage} set {name!r})")
 
     def get(self, key: str, default: Any = None) -> Any:
         # every declared param is present (the plan fills absent ones with None): a missing key
@@ -87,6 +107,61 @@ class StageParams(Mapping):
 
     def __repr__(self) -> str:
         return f"StageParams({self._params!r})"
+
+    def __reduce__(self):  # picklable (a stage may hand its params to a subprocess)
+        return (_rebuilt, (self._params, self._stage, self._declared))
+
+
+def _rebuilt(values: dict[str, Any], stage: str, declared: tuple[str, ...]) -> StageParams:
+    return StageParams(values, stage, declared)
+
+
+_STAGE_MODELS: dict[tuple[type[BaseModel], tuple[str, ...]], type[BaseModel]] = {}
+
+
+def _stage_model(model: type[BaseModel], names: tuple[str, ...]) -> type[BaseModel]:
+    """The recipe's params model cut down to the groups `names`: each field as the model declares
+    it (type, default, constraints, aliases), the model's field validators of those fields, its
+    config (extra="forbid"). Built with pydantic's `create_model`, once per (model, groups)."""
+    import copy
+
+    from pydantic import create_model, field_validator
+
+    cached = _STAGE_MODELS.get((model, names))
+    if cached is not None:
+        return cached
+    validators = {}
+    for attr, dec in model.__pydantic_decorators__.field_validators.items():
+        fields = [f for f in dec.info.fields if f in names]
+        if fields:
+            fn = getattr(dec.func, "__func__", dec.func)  # the classmethod's own function
+            validators[attr] = field_validator(*fields, mode=dec.info.mode)(classmethod(fn))
+    sub = create_model(f"{model.__name__}[{','.join(names)}]", __config__=model.model_config,
+                       __validators__=validators,
+                       **{n: (model.model_fields[n].annotation, copy.copy(model.model_fields[n]))
+                          for n in names})
+    _STAGE_MODELS[(model, names)] = sub
+    return sub
+
+
+def _validated(model: type[BaseModel], raw: dict[str, Any], stage: str,
+               declared: tuple[str, ...]) -> dict[str, Any]:
+    """The declared groups of `raw` validated by `model`'s own fields (absent ones, given as None
+    by the plan, take the model's defaults); dotted and unknown names stay raw."""
+    from pydantic import ValidationError
+
+    groups = tuple(n for n in declared if n in model.model_fields)
+    sub = _stage_model(model, groups)
+    try:
+        valid = sub.model_validate({n: raw[n] for n in groups if raw.get(n) is not None})
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        raise StageError(f"stage {stage}: params.{where}: {first['msg']}"
+                         + (f" ({e.error_count() - 1} more)" if e.error_count() > 1 else "")) from None
+    out = {n: raw.get(n) for n in declared}
+    out.update({n: getattr(valid, n) for n in groups})
+    return out
 
 
 @contextmanager

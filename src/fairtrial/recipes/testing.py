@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Callable
 
 from fairtrial.recipes.api import Recipe, StageContext, StageParams, declared_params
@@ -39,7 +40,9 @@ class FakeContext:
     `on_progress(done, total, unit, message)`, when given, is called on every progress report: a
     test raises from it to simulate a kill at a chosen point (e.g. KeyboardInterrupt at epoch 2)."""
 
-    params: dict[str, Any]
+    params: Mapping[str, Any]
+    """What the stage reads as `ctx.params`: for a recipe's stage, `stage_params(recipe, stage,
+    arm_params)` (the engine's typed view); a plain dict only for stages that read it as one."""
     out: Path
     inputs: dict[str, Path] = field(default_factory=dict)
     seed: int | None = None
@@ -83,6 +86,15 @@ def kill_at(done: float, unit: str | None = None,
     return hook
 
 
+def stage_params(recipe: Recipe, stage: str, params: Mapping[str, Any]) -> StageParams:
+    """An arm's params (as a study file gives them, or resolved) as the engine hands them to
+    `recipe`'s stage `stage`: only its declared groups, validated into the recipe's model,
+    read-only (`ctx.params.train.lr`). A test that calls a stage function with a FakeContext
+    gives it these, so the undeclared-param guard holds in the test as in a run."""
+    st = recipe.stage(stage)
+    return StageParams(declared_params(params, st.params), stage, st.params, recipe.params)
+
+
 class StageRunner:
     """Runs one arm's stages of `recipe`, one replicate (`seed`), in folders under `root`.
 
@@ -112,9 +124,9 @@ class StageRunner:
             raise RuntimeError(f"stage {name!r} needs {', '.join(missing)}, which did not run; "
                                f"use upto({name!r}) to run them first")
         fields: dict[str, Any] = dict(
-            # as the engine gives them: only the declared params, read-only, so a test catches
-            # a stage that reads a param outside its cache key
-            params=StageParams(declared_params(self.params, stage.params), name, stage.params),
+            # as the engine gives them: only the declared params, validated into the recipe's
+            # model, read-only, so a test catches a stage that reads a param outside its cache key
+            params=stage_params(self.recipe, name, self.params),
             out=self.root / name,
             inputs={n: self.dirs[n] for n in stage.needs},
             seed=self.seed if stage.seeded else None, device=self.device,

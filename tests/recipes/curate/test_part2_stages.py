@@ -361,7 +361,6 @@ def test_judged_against_the_teachers_answers(tiny, part1, tmp_path):
     prompts (cached, one run for every arm and seed) and evaluate judges against those answers;
     without a teacher it is a one-line error."""
     from fairtrial.plan import make_plan
-    from fairtrial.recipes.curate.params import parse as parse_params
 
     teacher = {"model": str(tiny), "max_new_tokens": 4}
     judge = {"kind": "reference", "encoder": "random:16", "against": "teacher", "items": 2}
@@ -377,7 +376,7 @@ def test_judged_against_the_teachers_answers(tiny, part1, tmp_path):
                if x["title"] == "Judged win / tie / loss")
     assert "against the teacher's answers" in sec["text"]
     # the same reference run serves both arms and every seed
-    params = parse_params(run.params).model_dump()
+    params = RECIPE.params.model_validate(run.params).model_dump()
     plan = make_plan(RECIPE, [("curated", params), ("random", {**params, "train_set": "random"})],
                      [0, 1])
     refs = {k for (arm, seed, stage), k in plan.cells.items() if stage == "reference"}

@@ -21,7 +21,8 @@ import torch
 torch.set_num_threads(1)
 
 from fairtrial.recipes.ilm.tokenizer import BLANK_TOKENS, END_INFILL, EOS, START_INFILL
-from fairtrial.recipes.testing import FakeContext  # noqa: F401 (the tests' context)
+from fairtrial.recipes.ilm import RECIPE
+from fairtrial.recipes.testing import FakeContext, stage_params  # noqa: F401 (the tests' context)
 
 SUBJECTS = ["She", "He", "The girl", "My friend", "The teacher", "Tom", "Anna", "The dog"]
 VERBS = ["walks", "runs", "goes", "drives", "rides", "talks", "reads", "sings"]
@@ -146,10 +147,10 @@ def trained(world, tmp_path_factory) -> FakeContext:
 
     root = tmp_path_factory.mktemp("ilm_trained")
     ctx = FakeContext(
-        params={"model": {"n_layer": 2, "n_embd": 32, "n_head": 2, "n_positions": 64,
-                          "dropout": 0.0},
-                "train": {"steps": 60, "micro_batch": 16, "lr": 3e-3, "eval_every": 20,
-                          "checkpoint_every": 20, "warmup_frac": 0.0}},
+        params=stage_params(RECIPE, "train", {
+            "model": {"n_layer": 2, "n_embd": 32, "n_head": 2, "n_positions": 64, "dropout": 0.0},
+            "train": {"steps": 60, "micro_batch": 16, "lr": 3e-3, "eval_every": 20,
+                      "checkpoint_every": 20, "warmup_frac": 0.0}}),
         out=root / "out", inputs={"examples": world.examples_dir, "tokenizer": world.tokenizer_dir},
         checkpoint_dir=root / "ck", seed=0)
     ctx.summary = train(ctx)

@@ -14,7 +14,7 @@ from fairtrial.recipes.ilm import stages as S
 from fairtrial.recipes.ilm.examples import ExampleShards
 from fairtrial.recipes.ilm.params import IlmParams
 from fairtrial.recipes.testing import FakeContext as Ctx
-from fairtrial.recipes.testing import StageRunner
+from fairtrial.recipes.testing import StageRunner, stage_params
 
 DATA = (Path(__file__).resolve().parents[3] / ".." / "shared" / "data").resolve()
 
@@ -48,7 +48,7 @@ def test_chain_prepare_tokenizer_examples_testset(tmp_path):
     assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
     # the split is deterministic
     (tmp_path / "again").mkdir()
-    S.prepare(Ctx(params=params, out=tmp_path / "again"))
+    S.prepare(Ctx(params=stage_params(RECIPE, "prepare", params), out=tmp_path / "again"))
     assert (tmp_path / "again" / "test.jsonl").read_text() == (prep / "test.jsonl").read_text()
 
     summ, tok_dir = _run(tmp_path, params, "tokenizer", {"prepare": prep})
@@ -79,7 +79,8 @@ def test_chain_prepare_tokenizer_examples_testset(tmp_path):
     other = dict(params, train_level="all", masking=dict(params["masking"], p=0.1))
     out2 = tmp_path / "testset2"
     out2.mkdir()
-    summ2 = S.testset(Ctx(params=other, out=out2, inputs={"prepare": prep, "tokenizer": tok_dir}))
+    summ2 = S.testset(Ctx(params=stage_params(RECIPE, "testset", other), out=out2,
+                          inputs={"prepare": prep, "tokenizer": tok_dir}))
     assert summ2 == summ
 
 
@@ -112,16 +113,16 @@ def test_bad_input_is_a_stage_error(tmp_path):
     out = tmp_path / "p"
     out.mkdir()
     with pytest.raises(StageError, match='level "y" has 1 document.*needs at least 3'):
-        S.prepare(Ctx(params=params, out=out))
+        S.prepare(Ctx(params=stage_params(RECIPE, "prepare", params), out=out))
     assert not any(out.iterdir())  # nothing half-written
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"body": "x", "level": "a"}\n')
     params = IlmParams.model_validate({"data": str(bad)}).model_dump()
     with pytest.raises(StageError, match="missing column"):
-        S.prepare(Ctx(params=params, out=out))
+        S.prepare(Ctx(params=stage_params(RECIPE, "prepare", params), out=out))
     params = IlmParams.model_validate({"data": str(tmp_path / "nope.csv")}).model_dump()
     with pytest.raises(StageError, match="neither an existing file"):
-        S.prepare(Ctx(params=params, out=out))
+        S.prepare(Ctx(params=stage_params(RECIPE, "prepare", params), out=out))
     # a tokenizer path that does not exist
     prep = tmp_path / "prep"
     prep.mkdir()
@@ -130,7 +131,8 @@ def test_bad_input_is_a_stage_error(tmp_path):
     tout = tmp_path / "tok"
     tout.mkdir()
     with pytest.raises(StageError, match="tokenizer: tokenizer.name '.*no-such-tokenizer': no such folder"):
-        S.tokenizer(Ctx(params=tparams, out=tout, inputs={"prepare": prep}))
+        S.tokenizer(Ctx(params=stage_params(RECIPE, "tokenizer", tparams), out=tout,
+                        inputs={"prepare": prep}))
     assert not any(tout.iterdir())
 
 

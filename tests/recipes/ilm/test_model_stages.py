@@ -21,12 +21,13 @@ from fairtrial.recipes.ilm.params import oom_policy  # noqa: E402
 from fairtrial.recipes.ilm.stages import baseline as baseline_stage  # noqa: E402
 from fairtrial.recipes.ilm.stages import evaluate as evaluate_stage  # noqa: E402
 from fairtrial.recipes.ilm.stages import train as train_stage  # noqa: E402
+from fairtrial.recipes.testing import stage_params  # noqa: E402
 from fairtrial.scores import REQUIRED  # noqa: E402
 
 
-def _ctx(tmp_path, params, inputs, **kw):
-    return FakeContext(params=params, out=tmp_path / "out", inputs=inputs,
-                       checkpoint_dir=tmp_path / "ck", **kw)
+def _ctx(tmp_path, params, inputs, stage="train", **kw):
+    return FakeContext(params=stage_params(RECIPE, stage, params), out=tmp_path / "out",
+                       inputs=inputs, checkpoint_dir=tmp_path / "ck", **kw)
 
 
 def test_declarations():
@@ -83,7 +84,7 @@ def test_train_stage_bad_params_are_stage_errors(world, tmp_path):
 def test_evaluate_stage_writes_valid_item_scores(trained, world, tmp_path):
     ctx = _ctx(tmp_path, {"eval": {"batch_size": 5}},
                {"train": trained.out, "testset": world.testset_dir,
-                "tokenizer": world.tokenizer_dir})
+                "tokenizer": world.tokenizer_dir}, stage="evaluate")
     summary = evaluate_stage(ctx)
     table = pq.read_table(ctx.out / "item_scores.parquet").to_pylist()
     assert all(c in table[0] for c in (*REQUIRED, "nll_sum", "n_tokens"))
@@ -97,7 +98,7 @@ def test_evaluate_stage_writes_valid_item_scores(trained, world, tmp_path):
     # the trained model beats the unigram baseline on infill perplexity (both token-weighted)
     base_ctx = _ctx(tmp_path / "b", {"train_level": "all"},
                     {"prepare": world.prepare_dir, "testset": world.testset_dir,
-                     "tokenizer": world.tokenizer_dir})
+                     "tokenizer": world.tokenizer_dir}, stage="baseline")
     base = baseline_stage(base_ctx)
     for level in ("A1", "B1"):
         assert summary["levels"][level]["infill_ppl"] < base["levels"][level]["infill_ppl"]
@@ -106,14 +107,15 @@ def test_evaluate_stage_writes_valid_item_scores(trained, world, tmp_path):
 def test_baseline_stage_uses_only_the_arm_level(world, tmp_path):
     inputs = {"prepare": world.prepare_dir, "testset": world.testset_dir,
               "tokenizer": world.tokenizer_dir}
-    all_ = baseline_stage(_ctx(tmp_path / "all", {"train_level": "all"}, inputs))
-    a1 = baseline_stage(_ctx(tmp_path / "a1", {"train_level": "A1"}, inputs))
+    all_ = baseline_stage(_ctx(tmp_path / "all", {"train_level": "all"}, inputs,
+                                stage="baseline"))
+    a1 = baseline_stage(_ctx(tmp_path / "a1", {"train_level": "A1"}, inputs, stage="baseline"))
     assert all_["n_train_texts"] == 60 and a1["n_train_texts"] == 30
     rows = pq.read_table(tmp_path / "a1" / "out" / "item_scores.parquet").to_pylist()
     assert {r["system"] for r in rows} == {"unigram"}
     assert {r["metric"] for r in rows} == {m.name for m in METRICS}
     with pytest.raises(StageError, match="no training texts"):
-        baseline_stage(_ctx(tmp_path / "c2", {"train_level": "C2"}, inputs))
+        baseline_stage(_ctx(tmp_path / "c2", {"train_level": "C2"}, inputs, stage="baseline"))
 
 
 def test_blank_syntax():

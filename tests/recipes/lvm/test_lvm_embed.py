@@ -9,7 +9,7 @@ from fairtrial.recipes.api import StageError
 from fairtrial.recipes.lvm import stages
 from fairtrial.ml.embed import RandomEncoder, VectorCache
 from fairtrial.recipes.lvm import RECIPE
-from fairtrial.recipes.testing import FakeContext, StageRunner
+from fairtrial.recipes.testing import FakeContext, StageRunner, stage_params
 from lvm_helpers import write_corpus
 
 
@@ -29,7 +29,7 @@ def test_embeddings_are_row_aligned_deduplicated_and_cached(tmp_path):
     assert first["encoded"] == first["distinct_texts"] and first["from_cache"] == 0
     np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1, atol=1e-5)
     # a second study with the same texts encodes nothing
-    again = FakeContext(c.params, tmp_path / "again", {"prepare": c.dirs["prepare"]})
+    again = FakeContext(stage_params(RECIPE, "embed", c.params), tmp_path / "again", {"prepare": c.dirs["prepare"]})
     second = stages.embed(again)
     assert second["encoded"] == 0 and second["from_cache"] == first["distinct_texts"]
     np.testing.assert_array_equal(np.load(again.out / "embeddings.npy"), vecs)

@@ -17,7 +17,7 @@ from fairtrial.analysis import AnalysisContext, Decision, Endpoint, StudyDesign,
 from fairtrial.recipes.lvm import RECIPE
 from fairtrial.recipes.lvm.params import LvmParams
 from fairtrial.scores import eval_set_digest
-from fairtrial.recipes.testing import FakeContext
+from fairtrial.recipes.testing import FakeContext, stage_params
 from lvm_helpers import write_corpus
 
 FRACTIONS = {"half": 0.5, "full": 1.0}
@@ -33,11 +33,11 @@ def _build(root: Path, source: Path, **over):
     """One shared prepare artifact, one windows artifact per arm: (arm -> paths, arm -> params)."""
     params = {arm: _params(source, f, **over) for arm, f in FRACTIONS.items()}
     prep = root / "prepare"
-    RECIPE.stage("prepare").fn(FakeContext(params["full"], prep))
+    RECIPE.stage("prepare").fn(FakeContext(stage_params(RECIPE, "prepare", params["full"]), prep))
     paths = {}
     for arm, p in params.items():
         win = root / f"windows-{arm}"
-        RECIPE.stage("windows").fn(FakeContext(p, win, {"prepare": prep}))
+        RECIPE.stage("windows").fn(FakeContext(stage_params(RECIPE, "windows", p), win, {"prepare": prep}))
         paths[arm] = {"prepare": prep, "windows": win}
     return paths, params
 

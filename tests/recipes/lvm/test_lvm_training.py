@@ -9,7 +9,8 @@ from lvm_helpers import unit_vectors
 
 from fairtrial.recipes.lvm import stages
 from fairtrial.recipes.lvm.models import ARCHITECTURES, load_model, predict
-from fairtrial.recipes.testing import FakeContext, kill_at
+from fairtrial.recipes.lvm import RECIPE
+from fairtrial.recipes.testing import FakeContext, kill_at, stage_params
 
 K, DIM = 3, 16
 
@@ -39,7 +40,8 @@ def params(arch, epochs, dropout=0.0, **train):
 def test_each_architecture_overfits_and_reloads(tmp_path, arch):
     torch.set_num_threads(1)
     inputs, vecs, w = tiny_artifacts(tmp_path)
-    ctx = FakeContext(params(arch, epochs=150), tmp_path / "train", inputs, seed=0)
+    ctx = FakeContext(stage_params(RECIPE, "train", params(arch, epochs=150)), tmp_path / "train",
+                      inputs, seed=0)
     summary = stages.train(ctx)
     hist = json.loads((ctx.out / "history.json").read_text())
     assert hist[-1]["train_loss"] < 0.05 * hist[0]["train_loss"]
@@ -60,7 +62,7 @@ def test_each_architecture_overfits_and_reloads(tmp_path, arch):
 def test_interrupted_training_resumes_to_the_same_curve_and_weights(tmp_path, arch):
     torch.set_num_threads(1)
     inputs, vecs, w = tiny_artifacts(tmp_path, n_windows=24)
-    p = params(arch, epochs=6, dropout=0.2, batch_size=4)  # dropout: the RNG state must resume too
+    p = stage_params(RECIPE, "train", params(arch, epochs=6, dropout=0.2, batch_size=4))  # dropout: the RNG state must resume too
     straight = FakeContext(p, tmp_path / "straight", inputs, seed=5)
     stages.train(straight)
 

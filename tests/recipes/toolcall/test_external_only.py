@@ -143,7 +143,8 @@ def test_mixed_study_collects_baseline_rows_for_the_external_arm(make_study, tmp
     # run the external arm's two stage runs by hand (the trained arms' are left undone)
     class Ctx:
         def __init__(self, node, out):
-            self.params = StageParams(node.params, node.stage, RECIPE.stage(node.stage).params)
+            self.params = StageParams(node.params, node.stage, RECIPE.stage(node.stage).params,
+                                      RECIPE.params)
             self.seed, self.out = node.seed, out
             self.inputs = {n: ws.artifact(k) for n, k in node.needs.items()}
             self.checkpoint_dir = tmp_path / "ck"

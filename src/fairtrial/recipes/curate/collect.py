@@ -65,9 +65,9 @@ def duplicate_ids(rows) -> list[str]:
 def input_files(params: dict) -> list[Path]:
     """The planner's hook: every source and evaluation file, whose content digests enter the
     collect key. A missing one is bad input, reported before any compute."""
-    from fairtrial.recipes.curate.params import parse
+    from fairtrial.recipes.curate.params import CurateParams
 
-    p = parse(params)
+    p = CurateParams.model_validate(params)
     out = []
     for kind, srcs in (("sources", p.sources), ("eval_sets", p.eval_sets)):
         for i, s in enumerate(srcs):

@@ -31,7 +31,7 @@ from fairtrial.recipes.curate import gsm8k, sampling
 from fairtrial.recipes.curate import judge as judge_lib
 from fairtrial.recipes.curate import teacher as teacher_lib
 from fairtrial.recipes.curate.collect import read_source
-from fairtrial.recipes.curate.params import EndpointParams, SourceParams, parse
+from fairtrial.recipes.curate.params import EndpointParams, SourceParams
 from fairtrial.scores import eval_set_digest, write_item_scores
 
 ANSWERS = "answers.jsonl"
@@ -57,7 +57,7 @@ def _user(prompt: str, system: str | None = None) -> list[dict[str, str]]:
 
 def _skipped(ctx) -> dict | None:
     """params.distill = false (a part-1 study): the stage records that it was skipped."""
-    if parse(ctx.params).distill:
+    if ctx.params.distill:
         return None
     info = {"skipped": "params.distill = false: curation only"}
     (Path(ctx.out) / "skipped.json").write_text(json.dumps(info))
@@ -71,7 +71,7 @@ def teacher(ctx) -> dict:
     data set's, asked per item and cached (resumable)."""
     if (skipped := _skipped(ctx)) is not None:
         return skipped
-    p = parse(ctx.params)
+    p = ctx.params
     f = Path(ctx.inputs["select"]) / "arms" / f"{p.train_set}.parquet"
     if not f.exists():
         raise StageError(f"train_set = {p.train_set!r} was not selected; add it to "
@@ -138,7 +138,7 @@ def train(ctx) -> dict[str, Any]:
     from fairtrial.ml.causal_lm.model import load_causal_lm, parameter_counts
     from fairtrial.ml.causal_lm.train import train as train_loop
 
-    p = parse(ctx.params)
+    p = ctx.params
     tp, seed, out = p.train, int(ctx.seed or 0), Path(ctx.out)
     t = pq.read_table(Path(ctx.inputs["teacher"]) / "train.parquet").to_pylist()
     with stage_errors(f"student.name {p.student.name!r}"):
@@ -190,7 +190,7 @@ def merge(ctx) -> dict[str, Any]:
     from fairtrial.ml.causal_lm.merge_check import merge_and_check
     from fairtrial.ml.causal_lm.model import load_causal_lm, save_model
 
-    p = parse(ctx.params)
+    p = ctx.params
     mp = p.merge
     ev = pq.read_table(Path(ctx.inputs["collect"]) / "eval.parquet", columns=["prompt"])
     prompts = [_user(q) for q in ev["prompt"].to_pylist()[:mp.prompts]]
@@ -226,7 +226,7 @@ def quantize(ctx) -> dict[str, Any]:
         return skipped
     from fairtrial.ml.causal_lm.quantize import size_on_disk
 
-    p = parse(ctx.params)
+    p = ctx.params
     float_dir = Path(ctx.inputs["merge"]) / "model"
     info: dict[str, Any] = {"enabled": p.quantize.enabled,
                             "float_bytes": size_on_disk(float_dir)}
@@ -301,7 +301,7 @@ def reference(ctx) -> dict[str, Any]:
     are read by evaluate)."""
     if (skipped := _skipped(ctx)) is not None:
         return skipped
-    p = parse(ctx.params)
+    p = ctx.params
     jp, tp = p.judge, p.teacher
     info: dict[str, Any] = {"against": jp.against if jp.kind != "none" else None}
     if jp.kind == "none" or jp.against != "teacher":
@@ -342,7 +342,7 @@ def evaluate(ctx) -> dict[str, Any]:
     from fairtrial.ml.causal_lm.generate import generate
     from fairtrial.ml.causal_lm.model import load_causal_lm
 
-    p = parse(ctx.params)
+    p = ctx.params
     ep, jp = p.evaluate, p.judge
     items, refs, msgs = _eval_set(p)
     with stage_errors("evaluate"):

@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from fairtrial.recipes.curate.params import parse
+from fairtrial.recipes.curate.params import CurateParams
 
 
 def integrity(paths: dict[str, Path], params: dict[str, Any]) -> dict[str, Any]:
@@ -29,7 +29,7 @@ def integrity(paths: dict[str, Path], params: dict[str, Any]) -> dict[str, Any]:
         out["eval_texts"] = ev
     sel = paths.get("select")
     if sel is not None:
-        f = Path(sel) / "arms" / f"{parse(params).train_set}.parquet"
+        f = Path(sel) / "arms" / f"{CurateParams.model_validate(params).train_set}.parquet"
         if f.exists():
             out["train_texts"] = pq.read_table(f, columns=["prompt"])["prompt"].to_pylist()
     return out

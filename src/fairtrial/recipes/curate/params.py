@@ -429,13 +429,6 @@ class CurateParams(_Strict):
         return self
 
 
-def parse(params: Any) -> CurateParams:
-    """Stage-side parse of ctx.params (validated already at the study boundary; this fills the
-    defaults of keys a stage does not consume; the plan gives absent declared keys as None)."""
-    return CurateParams.model_validate({k: v for k, v in dict(params or {}).items() if v is not None})
-
-
-
 def oom_policy(params: dict[str, Any]) -> dict[str, Any] | None:
     """Halve train.micro_batch, double train.grad_accum (the effective batch is unchanged)."""
     from fairtrial.recipes.api import oom_halve_in

@@ -23,7 +23,6 @@ from fairtrial.recipes.curate import dedup as dedup_lib
 from fairtrial.recipes.curate import language as language_lib
 from fairtrial.recipes.curate import quality as quality_lib
 from fairtrial.recipes.curate import select as select_lib
-from fairtrial.recipes.curate.params import parse
 
 FUNNEL = "funnel.json"
 
@@ -61,7 +60,7 @@ def _summary(funnel: dict) -> dict:
 
 def collect(ctx) -> dict:
     """Every declared source into samples.parquet, every evaluation set into eval.parquet."""
-    p = parse(ctx.params)
+    p = ctx.params
     if not p.sources:
         raise StageError("params.sources is empty: declare at least one [[params.sources]] with "
                          "name, path and format")
@@ -100,7 +99,7 @@ def collect(ctx) -> dict:
 
 def quality(ctx) -> dict:
     """Deterministic scores for every sample; the first failing rule removes it."""
-    p = parse(ctx.params).quality
+    p = ctx.params.quality
     t = _table(ctx, "collect", "samples.parquet", ["id", "source", "prompt", "response"])
     ids, sources = t["id"].to_pylist(), t["source"].to_pylist()
     prompts, responses = t["prompt"].to_pylist(), t["response"].to_pylist()
@@ -144,7 +143,7 @@ def quality(ctx) -> dict:
 def language(ctx) -> dict:
     """lingua on every sample; the survivors of quality that are not in the language are removed,
     abstentions counted apart (kept or dropped as the study says)."""
-    p = parse(ctx.params).language
+    p = ctx.params.language
     t = _table(ctx, "collect", "samples.parquet", ["id", "source", "prompt", "response"])
     ids, sources = t["id"].to_pylist(), t["source"].to_pylist()
     if p.enabled:
@@ -204,7 +203,7 @@ def _dedup(ctx, p, table: pa.Table, keep: list[bool], evals: pa.Table, quality_o
 def dedup(ctx) -> dict:
     """Contamination, exact and near duplicates among the language survivors (the pipeline), and
     once more on the raw pool (the dedup-only ablation). Every removal names its representative."""
-    p = parse(ctx.params).dedup
+    p = ctx.params.dedup
     t = _table(ctx, "collect", "samples.parquet", ["id", "source", "prompt", "response"])
     evals = _table(ctx, "collect", "eval.parquet", ["id", "source", "prompt", "response"])
     q = _table(ctx, "quality", "verdicts.parquet", ["id", "quality"])
@@ -255,7 +254,7 @@ def dedup(ctx) -> dict:
 
 def select(ctx) -> dict:
     """The arms' training sets: equal size, equal token budget, seeded orders."""
-    p = parse(ctx.params).select
+    p = ctx.params.select
     t = _table(ctx, "collect", "samples.parquet")
     q = _table(ctx, "quality", "verdicts.parquet", ["id", "quality", "prompt_tokens", "response_tokens"])
     ids = t["id"].to_pylist()

@@ -46,11 +46,6 @@ UNIGRAM_K = 1.0
 
 # ----------------------------------------------------------------------------- helpers
 
-def _params(model_cls, ctx, key: str):
-    with stage_errors(f"params.{key}"):  # pydantic's ValidationError is a ValueError
-        return model_cls.model_validate(ctx.params.get(key) or {})
-
-
 def _tokenizer_dir(p: Path) -> Path:
     """The tokenizer artifact is the folder itself or holds it in tokenizer/."""
     p = Path(p)
@@ -87,8 +82,8 @@ def _mask_kwargs(mp: P.MaskingParams) -> dict:
 # ----------------------------------------------------------------------------- data stages
 
 def prepare(ctx) -> dict:
-    dp = P.DataParams.model_validate(ctx.params["data"])
-    sp = P.SplitParams.model_validate(ctx.params.get("split", {}))
+    dp = ctx.params.data
+    sp = ctx.params.split
     path = D.data_path(ctx.params)
     with stage_errors():
         docs = D.load_documents(dp, path)
@@ -115,7 +110,7 @@ def prepare(ctx) -> dict:
 
 
 def tokenizer(ctx) -> dict:
-    tp = P.TokenizerParams.model_validate(ctx.params.get("tokenizer", {}))
+    tp = ctx.params.tokenizer
     train_file = ctx.inputs["prepare"] / "train.jsonl"
     with stage_errors("tokenizer"):
         if tp.name == "bpe":
@@ -130,8 +125,8 @@ def tokenizer(ctx) -> dict:
 
 
 def examples(ctx) -> dict:
-    mp = P.MaskingParams.model_validate(ctx.params.get("masking", {}))
-    level = ctx.params.get("train_level", "all")
+    mp = ctx.params.masking
+    level = ctx.params.train_level
     prep = ctx.inputs["prepare"]
     known = json.loads((prep / "summary.json").read_text())["levels"]
     wanted = None if level == "all" else ({level} if isinstance(level, str) else set(level))
@@ -155,7 +150,7 @@ def examples(ctx) -> dict:
 
 
 def testset(ctx) -> dict:
-    tp = P.TestsetParams.model_validate(ctx.params.get("testset", {}))
+    tp = ctx.params.testset
     prep = ctx.inputs["prepare"]
     levels = json.loads((prep / "summary.json").read_text())["levels"]
     tok_file = _tokenizer_file(ctx)
@@ -188,8 +183,8 @@ def train(ctx) -> dict[str, Any]:
     from fairtrial.recipes.ilm import model as M
     from fairtrial.recipes.ilm import train as training
 
-    mp = _params(P.ModelParams, ctx, "model")
-    tp = _params(P.TrainParams, ctx, "train").resolved(pretrained=mp.pretrained is not None)
+    mp = ctx.params.model
+    tp = ctx.params.train.resolved(pretrained=mp.pretrained is not None)
     seed = int(ctx.seed or 0)
     examples = _input(ctx, "examples")
     with stage_errors():
@@ -244,7 +239,7 @@ def evaluate(ctx) -> dict[str, Any]:
     from fairtrial.recipes.ilm.infill import resolve_model_dir
     from fairtrial.recipes.ilm.model import load_model
 
-    ep = _params(P.EvalParams, ctx, "eval")
+    ep = ctx.params.eval
     with stage_errors():
         model, tok = load_model(resolve_model_dir(_input(ctx, "train")), device=ctx.device)
         rows, summary = scoring.evaluate_model(model, _input(ctx, "testset"), T.special_ids(tok),
@@ -261,7 +256,7 @@ def baseline(ctx) -> dict[str, Any]:
     from fairtrial.recipes.ilm.model import load_tokenizer
     from fairtrial.recipes.ilm.unigram import fit_unigram, score_unigram
 
-    train_level = ctx.params.get("train_level", "all")
+    train_level = ctx.params.train_level
     with stage_errors():
         tok = load_tokenizer(_tokenizer_dir(_input(ctx, "tokenizer")))
         ids = T.special_ids(tok)

@@ -43,10 +43,10 @@ def input_files(params: dict[str, Any]) -> list[Path]:
     """The planner's hook (before any stage runs): the data path, whose content digest enters the
     prepare key. A missing data set is bad input."""
     from fairtrial.errors import UserError
-    from fairtrial.recipes.lvm.params import parse
+    from fairtrial.recipes.lvm.params import LvmParams
 
     try:
-        return [resolve_source(parse(params).data.source)]
+        return [resolve_source(LvmParams.model_validate(params).data.source)]
     except ValueError as e:
         raise UserError(f"params.data: {e}") from e
 

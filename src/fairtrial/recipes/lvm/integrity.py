@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 
 from fairtrial.data.split import nested_subset
 from fairtrial.recipes.lvm.corpus import split_documents
-from fairtrial.recipes.lvm.params import LvmParams, parse
+from fairtrial.recipes.lvm.params import LvmParams
 from fairtrial.recipes.lvm.windows import build_windows
 
 EVAL_SET = "test"   # the eval set name the evaluate stage writes
@@ -44,7 +44,7 @@ def integrity(paths: dict[str, Path], params: dict[str, Any]) -> dict[str, Any]:
     prep = paths.get("prepare")
     if prep is None:
         return out
-    prep, p = Path(prep), parse(params)
+    prep, p = Path(prep), LvmParams.model_validate(params)
     docs = pq.read_table(prep / "documents.parquet").to_pylist()
     splits = [document_split(prep, docs, p)]
     win = paths.get("windows")

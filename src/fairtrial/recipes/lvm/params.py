@@ -165,12 +165,6 @@ class LvmParams(_Strict):
         return {"source": v} if isinstance(v, str) else v
 
 
-def parse(params: dict) -> LvmParams:
-    """Stage-side parse of ctx.params (validated already at the study boundary; this fills the
-    defaults of keys a stage does not consume)."""
-    return LvmParams.model_validate(dict(params or {}))
-
-
 def oom_policy(params: dict[str, Any]) -> dict[str, Any] | None:
     """OOM policy: halve train.batch_size, double train.grad_accum (same effective batch; note
     that InfoNCE then sees fewer in-batch negatives per micro-batch)."""

@@ -20,7 +20,6 @@ from fairtrial.data.split import group_labels, nested_subset
 from fairtrial.ml.embed import VectorCache, encoder_key, load_encoder, text_digest
 from fairtrial.recipes.api import StageError, stage_errors
 from fairtrial.recipes.lvm import corpus, scoring
-from fairtrial.recipes.lvm.params import parse
 from fairtrial.recipes.lvm.windows import build_windows, gather
 from fairtrial.scores import eval_set_digest, write_item_scores
 
@@ -41,7 +40,7 @@ def prepare(ctx) -> dict:
     """Documents -> units (sentences or chunks) and a seeded split of document groups: documents
     sharing split.group_by's value, and exact or normalised duplicates, never straddle splits
     (fairtrial.data.split)."""
-    p = parse(ctx.params)
+    p = ctx.params
     with stage_errors("data"):
         path = corpus.resolve_source(p.data.source)
         docs = corpus.read_documents(path, p.data.format, p.data.text_field, p.data.id_field)
@@ -106,7 +105,7 @@ def prepare(ctx) -> dict:
 
 def embed(ctx) -> dict:
     """One vector per unit (row-aligned with units.parquet), computed once per distinct text."""
-    p = parse(ctx.params).embed
+    p = ctx.params.embed
     units = pq.read_table(ctx.inputs["prepare"] / "units.parquet", columns=["text", "digest"])
     texts, digests = units["text"].to_pylist(), units["digest"].to_pylist()
     first = {}
@@ -172,7 +171,7 @@ def load_vectors(embed_dir: Path) -> np.ndarray:
 def windows(ctx) -> dict:
     """k-unit contexts -> next unit, per split, never crossing a document; the training split is
     the nested subset of training groups for this arm's train_fraction."""
-    p = parse(ctx.params)
+    p = ctx.params
     k = p.window.k
     prep = ctx.inputs["prepare"]
     docs = pq.read_table(prep / "documents.parquet").to_pylist()
@@ -233,7 +232,7 @@ def train(ctx) -> dict:
     from fairtrial.recipes.lvm.models import build_model
     from fairtrial.recipes.lvm.training import fit
 
-    p = parse(ctx.params)
+    p = ctx.params
     if p.train.threads:
         torch.set_num_threads(p.train.threads)
     seed = int(ctx.seed if ctx.seed is not None else 0)
@@ -283,7 +282,7 @@ BASELINES = ("copy_last", "mean_context", "ridge")
 def baseline(ctx) -> dict:
     """Trivial baselines' predictions for the test windows. A stage of its own because it depends
     on the windows (train_fraction) but not on the architecture or seed: one fit serves them all."""
-    p = parse(ctx.params).baseline
+    p = ctx.params.baseline
     vectors = load_vectors(ctx.inputs["embed"])
     win_dir = ctx.inputs["windows"]
     test_w = np.load(win_dir / "test.npy")

@@ -27,11 +27,6 @@ from fairtrial.recipes.toolcall.evaluate import item_rows, summarise, trivial_an
 from fairtrial.scores import write_item_scores
 
 
-def _params(model_cls, ctx, key: str):
-    with stage_errors(key):
-        return model_cls.model_validate(ctx.params.get(key) or {})
-
-
 def _jsonl(path: Path, rows) -> None:
     with open(path, "w", encoding="utf-8") as f:
         f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
@@ -59,7 +54,7 @@ def model(ctx) -> dict[str, Any]:
     from fairtrial.ml.causal_lm.model import SOURCE_FILE, convert, load_tokenizer
     from fairtrial.recipes.toolcall.render import assistant_header, check_template
 
-    mp = _params(P.ModelParams, ctx, "model")
+    mp = ctx.params.model
     ctx.progress(0, 1, "model", f"converting {mp.name}")
     with stage_errors("model.name"):
         folder = convert(mp.name, Path(ctx.out) / "model")
@@ -74,7 +69,7 @@ def model(ctx) -> dict[str, Any]:
 
 
 def prepare(ctx) -> dict[str, Any]:
-    dp = _params(P.DataParams, ctx, "data")
+    dp = ctx.params.data
     with stage_errors("data"):
         items, splits = read_items(dp)
     _jsonl(Path(ctx.out) / "items.jsonl", items)
@@ -90,7 +85,7 @@ def render(ctx) -> dict[str, Any]:
     from fairtrial.ml.causal_lm.model import load_tokenizer
     from fairtrial.recipes.toolcall.render import format_gate, gate_message, messages
 
-    pp = _params(P.PromptParams, ctx, "prompt")
+    pp = ctx.params.prompt
     items = read_jsonl(Path(ctx.inputs["prepare"]) / "items.jsonl")
     with stage_errors("render"):
         tok = load_tokenizer(str(_model_dir(ctx)))
@@ -121,8 +116,8 @@ def _examples(npz, key: str) -> list[np.ndarray]:
 def train(ctx) -> dict[str, Any]:
     """LoRA on the converted base (loss on completion tokens by default); a prompt-only arm
     (train.adapter = false) trains nothing."""
-    tp = _params(P.TrainParams, ctx, "train")
-    mp = _params(P.ModelParams, ctx, "model")
+    tp = ctx.params.train
+    mp = ctx.params.model
     out = Path(ctx.out)
     if not tp.adapter:
         (out / "train.json").write_text(json.dumps({"adapter": False}))
@@ -172,7 +167,7 @@ def generate(ctx) -> dict[str, Any]:
     from fairtrial.ml.causal_lm.lora import load_adapter
     from fairtrial.ml.causal_lm.model import load_causal_lm
 
-    gp = _params(P.GenerateParams, ctx, "generate")
+    gp = ctx.params.generate
     evals = read_jsonl(Path(ctx.inputs["render"]) / "eval.jsonl")
     adapter = Path(ctx.inputs["train"]) / "adapter"
     with stage_errors("generate"):
