@@ -131,7 +131,7 @@ def test_failed_merge_check_fails_the_stage_or_is_reported_when_allowed(tiny, pa
 
 
 def test_quantized_student_is_refused_unless_allowed(tiny, part1, tmp_path, monkeypatch):
-    monkeypatch.setattr("fairtrial.recipes.curate.distill._is_quantized", lambda model: True)
+    monkeypatch.setattr("fairtrial.ml.causal_lm.sft.is_quantized", lambda model: True)
     run = _runner(tiny, part1, tmp_path)
     run.run("teacher")
     with pytest.raises(StageError, match=r"is quantised.*student\.allow_quantized = true"):

@@ -172,9 +172,7 @@ def test_train_resumes_to_the_straight_runs_losses(tiny, tmp_path):
 
 
 def test_quantised_base_is_refused_unless_allowed(tiny, tmp_path, monkeypatch):
-    import fairtrial.recipes.toolcall.stages as S
-
-    monkeypatch.setattr(S, "_is_quantized", lambda model: True)
+    monkeypatch.setattr("fairtrial.ml.causal_lm.sft.is_quantized", lambda model: True)
     run = StageRunner(RECIPE, tmp_path, _params(tiny), seed=0)
     run.upto("render")
     with pytest.raises(StageError, match="is quantised.*model.allow_quantized = true"):

@@ -110,20 +110,11 @@ def teacher(ctx) -> dict:
 
 # ----------------------------------------------------------------------------- 7. train
 
-def _is_quantized(model) -> bool:
-    """The ML layer's test (a seam for the tests: `load_causal_lm` loads float weights only)."""
-    from fairtrial.ml.causal_lm.model import is_quantized
+def _check_student(model, p) -> bool:
+    from fairtrial.ml.causal_lm.sft import check_base
 
-    return is_quantized(model)
-
-
-def _check_quantized(model, p) -> bool:
-    q = _is_quantized(model)
-    if q and not p.student.allow_quantized:
-        raise StageError(f"student {p.student.name} is quantised: LoRA on a quantised base trains "
-                         "against rounded weights and cannot be merged cleanly; use a "
-                         "full-precision base, or set student.allow_quantized = true (flagged)")
-    return q
+    return check_base(model, f"student {p.student.name}", "student.allow_quantized",
+                      p.student.allow_quantized)
 
 
 def train(ctx) -> dict[str, Any]:
@@ -131,12 +122,12 @@ def train(ctx) -> dict[str, Any]:
     default), exact resume from ctx.checkpoint_dir."""
     if (skipped := _skipped(ctx)) is not None:
         return skipped
-    # the chat example, its prompt/completion kinds and the LoRA set-up: the ML layer's blocks,
-    # the same the toolcall recipe trains with
-    from fairtrial.ml.causal_lm.chat import assistant_header, completion_objective, example
-    from fairtrial.ml.causal_lm.lora import lora_for_training, save_adapter
-    from fairtrial.ml.causal_lm.model import load_causal_lm, parameter_counts
-    from fairtrial.ml.causal_lm.train import train as train_loop
+    # the chat example and the LoRA fine-tune: the ML layer's blocks, the same the toolcall
+    # recipe trains with
+    from fairtrial.ml.causal_lm.chat import assistant_header, example
+    from fairtrial.ml.causal_lm.generate import render
+    from fairtrial.ml.causal_lm.model import load_causal_lm
+    from fairtrial.ml.causal_lm.sft import lora_sft
 
     p = ctx.params
     tp, seed, out = p.train, int(ctx.seed or 0), Path(ctx.out)
@@ -147,9 +138,8 @@ def train(ctx) -> dict[str, Any]:
             raise StageError(f"student {p.student.name}: its tokenizer has no chat template; use "
                              "an instruct model")
         header = assistant_header(tok)
-    quantized = _check_quantized(base, p)
-    from fairtrial.ml.causal_lm.generate import render
-
+    with stage_errors("train"):
+        quantized = _check_student(base, p)
     examples = [example(tok, render(tok, _user(r["prompt"], r["system"]))[0], r["response"])[0]
                 for r in t]
     n_valid = round(tp.valid_share * len(examples))
@@ -157,24 +147,11 @@ def train(ctx) -> dict[str, Any]:
     valid = [examples[k] for k in order[:n_valid]] if n_valid else []
     train_ex = [examples[k] for k in order[n_valid:]] if n_valid else examples
     with stage_errors("train"):
-        peft_model, layers = lora_for_training(base, tp, seed=seed)
-    total, trainable = parameter_counts(peft_model)
-    objective = completion_objective(tok.pad_token_id, header, tp.prompt_loss_weight)
-    t0 = time.perf_counter()
-    with stage_errors("train"):
-        result = train_loop(peft_model, train_ex, valid or train_ex[:1], tp, objective, seed=seed,
-                            max_len=tp.max_len, device=ctx.device,
-                            checkpoint_dir=Path(ctx.checkpoint_dir),
-                            config={"train": tp.model_dump(), "student": p.student.model_dump()},
-                            progress=ctx.progress, log=ctx.log, heartbeat=ctx.heartbeat)
-    seconds = time.perf_counter() - t0
-    save_adapter(peft_model.to("cpu"), out / "adapter")
-    history = result.get("history") or [{}]
-    _jsonl(out / "train_log.jsonl", result.get("history", []))
-    info = {"examples": len(train_ex), "valid": len(valid), "trainable": trainable,
-            "total": total, "layers": layers, "quantized_base": quantized,
-            "seconds": round(seconds, 1), "first_loss": history[0].get("loss"),
-            "final_loss": history[-1].get("loss")}
+        result = lora_sft(base, tok, header, train_ex, valid, tp, seed=seed, max_len=tp.max_len,
+                          out=out, device=ctx.device, checkpoint_dir=Path(ctx.checkpoint_dir),
+                          config={"train": tp.model_dump(), "student": p.student.model_dump()},
+                          progress=ctx.progress, log=ctx.log, heartbeat=ctx.heartbeat)
+    info = {"examples": len(train_ex), "valid": len(valid), **result, "quantized_base": quantized}
     (out / "train.json").write_text(json.dumps(info, indent=1))
     return info
 
@@ -199,7 +176,8 @@ def merge(ctx) -> dict[str, Any]:
                          f"merge.min_prompts = {mp.min_prompts}; declare a larger evaluation set")
     with stage_errors(f"student.name {p.student.name!r}"):
         base, tok = load_causal_lm(p.student.name)
-    _check_quantized(base, p)
+    with stage_errors("merge"):
+        _check_student(base, p)
     with stage_errors("merge"):
         peft_model = load_adapter(base, Path(ctx.inputs["train"]) / "adapter")
         merged, check = merge_and_check(

@@ -37,14 +37,6 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def _is_quantized(model) -> bool:
-    """Whether the base's weights are quantised (the ML layer's test; a seam for the tests, since
-    `load_causal_lm` loads float weights only and refuses a model that stays packed)."""
-    from fairtrial.ml.causal_lm.model import is_quantized
-
-    return is_quantized(model)
-
-
 def _model_dir(ctx) -> Path:
     return Path(ctx.inputs["model"]) / "model"
 
@@ -122,41 +114,21 @@ def train(ctx) -> dict[str, Any]:
     if not tp.adapter:
         (out / "train.json").write_text(json.dumps({"adapter": False}))
         return {"adapter": False}
-    from fairtrial.ml.causal_lm.chat import completion_objective
-    from fairtrial.ml.causal_lm.lora import lora_for_training, save_adapter
-    from fairtrial.ml.causal_lm.model import load_causal_lm, parameter_counts
-    from fairtrial.ml.causal_lm.train import train as train_loop
+    from fairtrial.ml.causal_lm.model import load_causal_lm
+    from fairtrial.ml.causal_lm.sft import check_base, lora_sft
 
-    seed = int(ctx.seed or 0)
     npz = np.load(Path(ctx.inputs["render"]) / "examples.npz")
-    train_ex, valid_ex = _examples(npz, "train"), _examples(npz, "valid")
     with stage_errors("train"):
         base, tok = load_causal_lm(str(_model_dir(ctx)))
-        quantized = _is_quantized(base)
-        if quantized and not mp.allow_quantized:
-            raise StageError(f"model {mp.name} is quantised: LoRA on a quantised base trains "
-                             "against rounded weights and cannot be merged; use a full-precision "
-                             "base, or set model.allow_quantized = true (flagged in the report)")
-        peft_model, layers = lora_for_training(base, tp, seed=seed)
-    total, trainable = parameter_counts(peft_model)
-    objective = completion_objective(tok.pad_token_id, list(npz["header"]), tp.prompt_loss_weight)
-    ctx.log.info("train: %d examples, %d of %d parameters trainable", len(train_ex), trainable,
-                 total)
-    t0 = time.perf_counter()
-    with stage_errors("train"):
-        result = train_loop(peft_model, train_ex, valid_ex or train_ex[:1], tp, objective,
-                            seed=seed, max_len=int(npz["max_len"]),
-                            device=ctx.device, checkpoint_dir=Path(ctx.checkpoint_dir),
-                            config={"train": tp.model_dump(), "model": mp.model_dump()},
-                            progress=ctx.progress, log=ctx.log, heartbeat=ctx.heartbeat)
-    seconds = time.perf_counter() - t0
-    save_adapter(peft_model.to("cpu"), out / "adapter")
-    with open(out / "train_log.jsonl", "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(h) + "\n" for h in result.get("history", []))
-    info = {"adapter": True, "trainable": trainable, "total": total, "layers": layers,
-            "quantized_base": quantized, "seconds": round(seconds, 1),
-            "final_loss": (result.get("history") or [{}])[-1].get("loss"),
-            "first_loss": (result.get("history") or [{}])[0].get("loss")}
+        quantized = check_base(base, f"model {mp.name}", "model.allow_quantized",
+                               mp.allow_quantized)
+        result = lora_sft(base, tok, list(npz["header"]), _examples(npz, "train"),
+                          _examples(npz, "valid"), tp, seed=int(ctx.seed or 0),
+                          max_len=int(npz["max_len"]), out=out, device=ctx.device,
+                          checkpoint_dir=Path(ctx.checkpoint_dir),
+                          config={"train": tp.model_dump(), "model": mp.model_dump()},
+                          progress=ctx.progress, log=ctx.log, heartbeat=ctx.heartbeat)
+    info = {"adapter": True, **result, "quantized_base": quantized}
     (out / "train.json").write_text(json.dumps(info, indent=1))
     return info
 
