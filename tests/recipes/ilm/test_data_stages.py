@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from transformers import AutoTokenizer
 
+from fairtrial.data.split import split_documents
 from fairtrial.recipes.api import StageError
 from fairtrial.recipes.ilm import RECIPE
 from fairtrial.recipes.ilm import documents as D
@@ -93,13 +94,13 @@ def test_duplicates_and_groups_never_straddle(tmp_path):
     f.write_text("\n".join(json.dumps(r) for r in rows))
     from fairtrial.data import read_table
 
-    parts = D.split_documents(read_table(f), seed=3)
+    parts = split_documents(read_table(f), seed=3)
     norm = {p: {" ".join(d.text.lower().split()) for d in parts[p]} for p in parts}
     assert not (norm["train"] & norm["test"] or norm["train"] & norm["valid"]
                 or norm["valid"] & norm["test"])
     from fairtrial.data import read_onestopenglish
 
-    parts = D.split_documents(read_onestopenglish(DATA / "onestopenglish"), seed=0)
+    parts = split_documents(read_onestopenglish(DATA / "onestopenglish"), seed=0)
     topics = {p: {d.meta["topic"] for d in parts[p]} for p in parts}
     assert not (topics["train"] & topics["test"] or topics["valid"] & topics["test"])
     assert len(parts["test"]) % 3 == 0 and len(parts["test"]) > 0

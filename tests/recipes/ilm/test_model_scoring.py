@@ -12,7 +12,8 @@ sys.path.insert(0, str(Path(__file__).parent))  # _model_fixtures
 
 from _model_fixtures import tiny_model, world  # noqa: E402,F401
 
-from fairtrial.recipes.ilm.evaluate import (METRICS, EvalParams, evaluate_model,  # noqa: E402
+from fairtrial.recipes.ilm import METRICS  # noqa: E402
+from fairtrial.recipes.ilm.evaluate import (EvalParams, evaluate_model,  # noqa: E402
                                             item_rows, score_examples)
 from fairtrial.recipes.ilm.tokenizer import special_ids  # noqa: E402
 from fairtrial.recipes.ilm.unigram import fit_unigram, score_unigram  # noqa: E402

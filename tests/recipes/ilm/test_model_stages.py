@@ -15,7 +15,7 @@ from _model_fixtures import FakeContext, trained, world  # noqa: E402,F401
 
 from fairtrial.recipes.api import StageContext, StageError  # noqa: E402
 from fairtrial.recipes.ilm import RECIPE  # noqa: E402
-from fairtrial.recipes.ilm.evaluate import METRICS  # noqa: E402
+from fairtrial.recipes.ilm import METRICS  # noqa: E402
 from fairtrial.recipes.ilm.infill import infill, infill_with_answers, to_context  # noqa: E402
 from fairtrial.recipes.ilm.params import oom_policy  # noqa: E402
 from fairtrial.recipes.ilm.stages import baseline as baseline_stage  # noqa: E402

@@ -180,7 +180,7 @@ def test_too_few_examples_for_the_batch_is_a_clear_error(world):
 
 
 def test_learning_rate_default_depends_on_pretraining():
-    from fairtrial.recipes.ilm.train import LR_FROM_SCRATCH, LR_PRETRAINED
+    from fairtrial.recipes.ilm.params import LR_FROM_SCRATCH, LR_PRETRAINED
 
     assert TrainParams().resolved(pretrained=False).lr == LR_FROM_SCRATCH
     assert TrainParams().resolved(pretrained=True).lr == LR_PRETRAINED

@@ -131,13 +131,8 @@ def test_loss_mask_covers_exactly_the_completion_and_end_of_turn(tiny):
 
     from fairtrial.ml.causal_lm.model import load_tokenizer
     from fairtrial.recipes.toolcall.params import PromptParams
-    from fairtrial.recipes.toolcall.render import (
-        COMPLETION,
-        assistant_header,
-        example,
-        kinds_fn,
-        prompt_text,
-    )
+    from fairtrial.ml.causal_lm.chat import COMPLETION, assistant_header, example, kinds_fn
+    from fairtrial.recipes.toolcall.render import prompt_text
 
     tok = load_tokenizer(str(tiny))
     item = {"prompt": "Request: weather?", "system": "",

@@ -7,15 +7,15 @@ evaluation sets removed from every arm. Part 2: teacher (optional distillation) 
 -> merge (checked) -> quantize (optional) -> evaluate (GSM8K accuracy, maj@k, consistency, judged
 win/tie/loss), ending in the verdict curated vs random (docs/recipes/curate-distill.md).
 
-Params: params.py; stage functions: stages.py (part 1), distill.py (part 2); library modules
-(usable without the engine): collect, quality, language, dedup, select, gsm8k, sampling, judge,
+Params: params.py; stage functions: stages/curation.py (part 1), stages/distill.py (part 2);
+library modules (usable without the engine): collect, quality, language, dedup, select, gsm8k, sampling, judge,
 teacher; the report's sections: funnel.py, distill_report.py; integrity.py.
 """
 
 from __future__ import annotations
 
 from fairtrial.recipes.api import Metric, Recipe, Resources, Stage
-from fairtrial.recipes.curate import distill, stages
+from fairtrial.recipes.curate.stages import curation, distill
 from fairtrial.recipes.curate.collect import input_files
 from fairtrial.recipes.curate.distill_report import report_sections
 from fairtrial.recipes.curate.integrity import integrity
@@ -28,15 +28,15 @@ RECIPE = Recipe(
                 "into training sets of equal size and token budget: curated vs random vs "
                 "single-filter ablations.",
     stages=(
-        Stage("collect", stages.collect, version="1", params=("sources", "eval_sets", "on_error"),
+        Stage("collect", curation.collect, version="1", params=("sources", "eval_sets", "on_error"),
               input_files=input_files, resources=Resources(cpus=1, memory_gb=1)),
-        Stage("quality", stages.quality, version="1", params=("quality",), needs=("collect",),
+        Stage("quality", curation.quality, version="1", params=("quality",), needs=("collect",),
               resources=Resources(cpus=1, memory_gb=1)),
-        Stage("language", stages.language, version="1", params=("language",),
+        Stage("language", curation.language, version="1", params=("language",),
               needs=("collect", "quality"), resources=Resources(cpus=1, memory_gb=1.5)),
-        Stage("dedup", stages.dedup, version="1", params=("dedup",),
+        Stage("dedup", curation.dedup, version="1", params=("dedup",),
               needs=("collect", "quality", "language"), resources=Resources(cpus=1, memory_gb=2)),
-        Stage("select", stages.select, version="1", params=("select",),
+        Stage("select", curation.select, version="1", params=("select",),
               needs=("collect", "quality", "language", "dedup"),
               resources=Resources(cpus=1, memory_gb=1)),
         Stage("teacher", distill.teacher, version="1", params=("distill", "train_set", "teacher"),

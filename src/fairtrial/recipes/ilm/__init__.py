@@ -9,12 +9,20 @@ the report's integrity hook: integrity.py. docs/recipes/ilm.md and ilm-model.md 
 
 from __future__ import annotations
 
-from fairtrial.recipes.api import Recipe, Resources, Stage
+from fairtrial.recipes.api import Metric, Recipe, Resources, Stage
 from fairtrial.recipes.ilm import stages
 from fairtrial.recipes.ilm.documents import input_files
-from fairtrial.recipes.ilm.evaluate import METRICS
 from fairtrial.recipes.ilm.integrity import integrity
 from fairtrial.recipes.ilm.params import IlmParams, oom_policy
+
+METRICS = (  # the evaluate stage's per-document perplexities (kinds: evaluate.METRIC_KINDS)
+    Metric("infill_ppl", "lower", "geomean",
+           "perplexity of the infilled answer tokens (end tokens excluded), per test document"),
+    Metric("infill_ppl_with_end", "lower", "geomean",
+           "perplexity of the answer tokens and their <|end_infill|> tokens, per test document"),
+    Metric("context_ppl", "lower", "geomean",
+           "perplexity of the masked context tokens before <|start_infill|>, per test document"),
+)
 
 RECIPE = Recipe(
     name="ilm",

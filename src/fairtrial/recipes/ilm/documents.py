@@ -15,7 +15,6 @@ from typing import Any, Iterator
 import numpy as np
 
 from fairtrial.data import readers as R
-from fairtrial.data.split import PARTS, split_documents  # noqa: F401 (the split of this recipe)
 from fairtrial.recipes.api import StageError
 from fairtrial.recipes.ilm import params as P
 

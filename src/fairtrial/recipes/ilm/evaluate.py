@@ -26,18 +26,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from fairtrial.recipes.api import Metric
-from fairtrial.recipes.ilm.params import EvalParams  # noqa: F401
+from fairtrial.recipes.ilm.params import EvalParams
 from fairtrial.recipes.ilm.train import CONTEXT, END, INFILL, objective
-
-METRICS = (
-    Metric("infill_ppl", "lower", "geomean",
-           "perplexity of the infilled answer tokens (end tokens excluded), per test document"),
-    Metric("infill_ppl_with_end", "lower", "geomean",
-           "perplexity of the answer tokens and their <|end_infill|> tokens, per test document"),
-    Metric("context_ppl", "lower", "geomean",
-           "perplexity of the masked context tokens before <|start_infill|>, per test document"),
-)
 
 # metric -> target kinds it counts (see train.target_kinds)
 METRIC_KINDS = {

@@ -21,6 +21,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from fairtrial.data.split import PARTS, split_documents
 from fairtrial.recipes.api import StageError
 from fairtrial.recipes.ilm import params as P
 from fairtrial.recipes.ilm import documents as D
@@ -148,7 +149,7 @@ def _rederive(prep: Path, params: dict, sp: P.SplitParams,
         dp = P.DataParams.model_validate(params["data"])
         path = D.data_path(params)
         docs = D.load_documents(dp, path)
-        again = D.split_documents(docs, sp.train, sp.valid, sp.test, sp.seed)
+        again = split_documents(docs, sp.train, sp.valid, sp.test, sp.seed)
     except (StageError, ValueError, OSError, KeyError) as e:
         return [], f"not re-derived ({e})"
     problems = []
@@ -157,7 +158,7 @@ def _rederive(prep: Path, params: dict, sp: P.SplitParams,
     if then is not None and then != len(docs):
         problems.append(f"the data source {path} now has {len(docs)} documents, the artifact was "
                         f"made from {then}: the source changed since prepare")
-    for part in D.PARTS:
+    for part in PARTS:
         bad = _diff(f"{part}.jsonl", [_key(r) for r in parts[part]],
                     [_key({"id": d.id, "level": d.level, "text": d.text, "strata": d.strata})
                      for d in again[part]])
@@ -171,7 +172,7 @@ def prepare_split(prep: Path, params: dict) -> dict[str, Any]:
     re-derived from the seed and the source. When the source cannot be read (moved, another
     machine) only the consistency is checked, and the details say so."""
     sp = P.SplitParams.model_validate(params.get("split") or {})
-    parts = {part: _rows(prep / f"{part}.jsonl") for part in D.PARTS}
+    parts = {part: _rows(prep / f"{part}.jsonl") for part in PARTS}
     problems = _consistency(prep, parts)
     diffs, skipped = _rederive(prep, params, sp, parts)
     problems += diffs

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from fairtrial.data.split import PARTS, split_documents
 from fairtrial.recipes.api import StageError, stage_errors
 from fairtrial.recipes.ilm import documents as D
 from fairtrial.recipes.ilm import examples as E
@@ -87,14 +88,14 @@ def prepare(ctx) -> dict:
     path = D.data_path(ctx.params)
     with stage_errors():
         docs = D.load_documents(dp, path)
-        parts = D.split_documents(docs, sp.train, sp.valid, sp.test, sp.seed)
+        parts = split_documents(docs, sp.train, sp.valid, sp.test, sp.seed)
     levels = sorted({d.level for d in docs})
     summary: dict = {"source": str(path), "n_documents": len(docs), "levels": levels,
                      "counts": {}, "strata": {}, "lengths": {}}
     for subset in [*levels, "all"]:
         folder = ctx.out if subset == "all" else ctx.out / subset
         folder.mkdir(parents=True, exist_ok=True)
-        for part in D.PARTS:
+        for part in PARTS:
             rows = parts[part] if subset == "all" else [d for d in parts[part] if d.level == subset]
             D.write_split(folder / f"{part}.jsonl", rows)
             summary["counts"].setdefault(subset, {})[part] = len(rows)
@@ -105,7 +106,7 @@ def prepare(ctx) -> dict:
     summary["strata"] = dict(sorted(strata.items()))
     (ctx.out / "summary.json").write_text(json.dumps(summary, indent=1))
     ctx.log.info("prepare: %d documents from %s; per level train/valid/test: %s", len(docs), path,
-                 {k: "/".join(str(v[p]) for p in D.PARTS) for k, v in summary["counts"].items()})
+                 {k: "/".join(str(v[p]) for p in PARTS) for k, v in summary["counts"].items()})
     return {"n_documents": len(docs), "levels": levels, "counts": summary["counts"]}
 
 

@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 # the params (and their learning-rate defaults) are declared with all others in params.py
-from fairtrial.recipes.ilm.params import LR_FROM_SCRATCH, LR_PRETRAINED, TrainParams  # noqa: F401
+from fairtrial.recipes.ilm.params import TrainParams
 
 # ---------------------------------------------------------------------------------------------
 # target kinds: what each next-token target is, shared with evaluate.py

@@ -12,12 +12,43 @@ integrity hook: integrity.py.
 
 from __future__ import annotations
 
-from fairtrial.recipes.api import Recipe, Resources, Stage
+from fairtrial.recipes.api import Metric, Recipe, Resources, Stage
 from fairtrial.recipes.toolcall import stages
 from fairtrial.recipes.toolcall.data import input_files
-from fairtrial.recipes.toolcall.evaluate import METRICS
 from fairtrial.recipes.toolcall.integrity import integrity, report_sections, score_outputs
 from fairtrial.recipes.toolcall.params import ToolcallParams, oom_policy
+from fairtrial.recipes.toolcall.scoring import STRUCTURED_METRICS, TOOLCALL_METRICS
+
+# the metrics: each score of each track, under the strict and the tolerant parser
+_PROPORTIONS = ("json_valid", "call_valid", "schema_valid", "tool_name_acc", "call_match",
+                "exact_match")
+_ABOUT = {
+    "json_valid": "the answer parses (wrapper with a JSON object body / a JSON object)",
+    "call_valid": "toolcall: every call names a declared tool with declared parameters only",
+    "schema_valid": "structured: exactly query (string), tool_name (string), arguments (object)",
+    "tool_name_acc": "the tool names equal the reference's (as a multiset)",
+    "args_f1": "F1 over (call, argument) pairs, values compared after type coercion",
+    "field_f1": "structured: F1 over leaf paths of the JSON object",
+    "call_match": "toolcall: every call matches a reference call (name and arguments)",
+    "exact_match": "the parsed answer equals the reference exactly (no coercion)",
+    "f1": "the track's endpoint: Args F1 on toolcall, Field F1 on structured",
+}
+
+def _metrics() -> list[Metric]:
+    names = list(dict.fromkeys(("f1",) + TOOLCALL_METRICS + STRUCTURED_METRICS))
+    out = []
+    for suffix, how in (("", "strict parser"), ("_tolerant", "tolerant parser")):
+        for n in names:
+            # every score is in [0, 1] with higher better: a missing answer earns 0
+            out.append(Metric(n + suffix, "higher",
+                              "proportion" if n in _PROPORTIONS else "mean",
+                              f"{_ABOUT[n]} ({how})", missing=0.0))
+    out.append(Metric("repairs", "lower", "mean", "repairs the tolerant parser made per item"))
+    return out
+
+
+METRICS = _metrics()
+
 
 RECIPE = Recipe(
     name="toolcall",

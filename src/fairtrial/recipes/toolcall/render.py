@@ -8,13 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from fairtrial.ml.causal_lm.chat import (  # noqa: F401  (the chat-example blocks, re-exported)
-    COMPLETION,
-    PROMPT,
-    assistant_header,
-    example,
-    kinds_fn,
-)
+from fairtrial.ml.causal_lm.chat import assistant_header, example
 from fairtrial.ml.causal_lm.generate import render as render_chat
 from fairtrial.recipes.toolcall.params import PromptParams
 from fairtrial.recipes.toolcall.parsing import parse_strict

@@ -44,7 +44,8 @@ def _model_dir(ctx) -> Path:
 def model(ctx) -> dict[str, Any]:
     """Convert the named model once (a GGUF file de-quantised) into a plain model folder."""
     from fairtrial.ml.causal_lm.model import SOURCE_FILE, convert, load_tokenizer
-    from fairtrial.recipes.toolcall.render import assistant_header, check_template
+    from fairtrial.ml.causal_lm.chat import assistant_header
+    from fairtrial.recipes.toolcall.render import check_template
 
     mp = ctx.params.model
     ctx.progress(0, 1, "model", f"converting {mp.name}")
