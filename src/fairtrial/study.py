@@ -215,7 +215,8 @@ def run(spec: Spec, ws: Workspace, cpus: float | None = None, memory_gb: float |
     if spec.evaluation_only:  # nothing to train
         return RunOutcome(study=spec.name, ok=True, stage_runs=0, run=0, cached=0,
                           evaluation_only=True)
-    from fairtrial.engine.local import Slots, StudyLock, Supervisor
+    from fairtrial.engine.local import Slots, StudyLock
+    from fairtrial.engine.supervisor import Supervisor
 
     kind = executor_choice(executor)
     if address and kind != "ray":
@@ -676,7 +677,7 @@ def dashboard_run(r: Reader, key: str) -> dict[str, Any]:
                               for n, f in sorted((m.get("files") or {}).items())},
                     **{k: m.get(k) for k in ("code_version", "host", "committed_at", "needs",
                                              "input_digests", "input_files", "summary")}}
-    cells = _cells_of_key(r, key)
+    cells = r.store.cells_of_key(key)
     log = r.ws.log(key)
     return {"key": key, "recipe": rec.get("recipe"), "stage": rec.get("stage"),
             "version": rec.get("version"), "seed": rec.get("seed"), "study": rec.get("study"),
@@ -693,21 +694,6 @@ def dashboard_run(r: Reader, key: str) -> dict[str, Any]:
             "duration_s": rec.get("duration_s"), "error": rec.get("error"),
             "needs": rec.get("needs"), "cells": cells, "manifest": manifest,
             "has_log": log.exists()}
-
-
-def _cells_of_key(r: Reader, key: str) -> list[dict[str, Any]]:
-    """The (study, arm, replicate, stage) cells a stage run serves, by the cells table's key index
-    (reading every study's cells costs ~0.1 s per 10,000)."""
-    from sqlalchemy import select
-
-    from fairtrial.store.db import cells
-
-    with r.store.engine.connect() as c:
-        rows = c.execute(select(cells.c.study, cells.c.arm, cells.c.replicate, cells.c.stage)
-                         .where(cells.c.key == key).order_by(cells.c.study, cells.c.arm,
-                                                             cells.c.replicate)).fetchall()
-    return [{"study": st, "arm": a, "replicate": rep, "stage": sg, "key": key}
-            for st, a, rep, sg in rows]
 
 
 def dashboard_log(r: Reader, key: str, offset: int = -1, limit: int = 65536) -> dict[str, Any]:

@@ -250,7 +250,3 @@ class LocalExecutor:
     def shutdown(self) -> None:
         for w in list(self.workers):
             self._stop_worker(w)
-
-
-# the supervisor lived here before the engine was split; callers import it from either place
-from fairtrial.engine.supervisor import RunSummary, Supervisor, lease_holder_dead  # noqa: F401

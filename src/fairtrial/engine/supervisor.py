@@ -85,7 +85,7 @@ class Supervisor:
         self.on_event = on_event or (lambda kind, info: None)
         self.stale_s = stale_s or STALE_S
         if executor is None:
-            from fairtrial.engine.local import LocalExecutor, Slots
+            from fairtrial.engine.local import LocalExecutor, Slots  # local never imports back
 
             executor = LocalExecutor(ws, store.url, slots or Slots.of_machine())
         self.executor = executor

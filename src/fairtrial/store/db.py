@@ -178,6 +178,16 @@ class Store:
         return [{"study": study, "arm": a, "replicate": r, "stage": s, "key": k}
                 for a, r, s, k in rows]
 
+    def cells_of_key(self, key: str) -> list[dict]:
+        """The (study, arm, replicate, stage) cells one stage run serves, by the cells table's key
+        index (reading every study's cells costs ~0.1 s per 10,000)."""
+        with self.engine.connect() as c:
+            rows = c.execute(select(cells.c.study, cells.c.arm, cells.c.replicate, cells.c.stage)
+                             .where(cells.c.key == key).order_by(cells.c.study, cells.c.arm,
+                                                                 cells.c.replicate)).fetchall()
+        return [{"study": st, "arm": a, "replicate": rep, "stage": sg, "key": key}
+                for st, a, rep, sg in rows]
+
     def get_study(self, name: str) -> dict | None:
         with self.engine.connect() as c:
             r = c.execute(select(studies).where(studies.c.name == name)).first()
