@@ -501,7 +501,7 @@ app.add_typer(data_app, name="data")
 @data_app.command("list")
 def data_list(as_json: bool = typer.Option(False, "--json")) -> None:
     """List the known data sets and where each is found on this machine."""
-    from fairtrial.data import list_datasets
+    from fairtrial.app.datasets import list_datasets
 
     rows = list_datasets()
     if as_json:
@@ -520,7 +520,7 @@ def data_fetch(name: str = typer.Argument(..., help="A data set name (see `fairt
                dest: Path | None = typer.Option(None, help="Folder to put it in."),
                as_json: bool = typer.Option(False, "--json")) -> None:
     """Download a data set from its upstream addresses and verify every file's sha256."""
-    from fairtrial.data import fetch
+    from fairtrial.app.datasets import fetch
 
     def progress(k: int, n: int, path: str) -> None:
         if not as_json:

@@ -29,27 +29,12 @@ def _fast_status(args: list[str]) -> int | None:
     import json
     import os
 
+    from fairtrial.app.status import statuses, store_label
     from fairtrial.errors import UserError
-    from fairtrial.status import study_status
-    from fairtrial.store.fastread import reader_for
-    from fairtrial.workspace import Workspace
 
+    workspace = ns.workspace or os.environ.get("FAIRTRIAL_WORKSPACE")
     try:
-        ws = Workspace.find(ns.workspace or os.environ.get("FAIRTRIAL_WORKSPACE")).ensure()
-        store = reader_for(ws.db_url)
-        if store is None:  # another database, or none yet: the SQLAlchemy store
-            from fairtrial.store.db import Store
-
-            store = Store(ws.db_url)
-        if ns.study is None:
-            names = [s["name"] for s in store.list_studies()]
-        elif store.get_study(ns.study):
-            names = [ns.study]
-        else:
-            known = [s["name"] for s in store.list_studies()]
-            raise UserError(f'unknown study "{ns.study}"; known in this workspace: '
-                            f'{", ".join(known) or "none"}')
-        out = {"studies": [study_status(ws, store, n, ns.verify).to_dict() for n in names]}
+        out = statuses(workspace, ns.study, ns.verify)
     except UserError as e:
         sys.stderr.write(f"error: {e}\n")
         return e.exit_code
@@ -57,9 +42,7 @@ def _fast_status(args: list[str]) -> int | None:
         # a read-only, damaged or missing workspace: one line, as the full CLI says it
         from fairtrial.errors import environment_fault
 
-        url = Workspace.find(ns.workspace or os.environ.get("FAIRTRIAL_WORKSPACE")).db_url
-        db = url[len("sqlite:///"):] if url.startswith("sqlite:///") else url.split("://")[0] + " store"
-        fault = environment_fault(e, db)
+        fault = environment_fault(e, store_label(workspace))
         if fault is None:
             return None  # anything else: the full CLI, which writes a crash log for a bug
         sys.stderr.write(f"error: {fault}\n")
