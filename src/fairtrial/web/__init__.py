@@ -2,7 +2,7 @@
 
 Everything it shows comes from the application layer (`fairtrial.study`): status, stage-run
 records, manifests, logs, the analysis. It imports nothing else of fairtrial but its errors (see
-tests/core/test_borders.py). The security model is in docs/ui.md and in `app.py`.
+tests/test_architecture.py). The security model is in docs/ui.md and in `app.py`.
 """
 
 from fairtrial.web.app import create_app
