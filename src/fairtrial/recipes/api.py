@@ -359,10 +359,12 @@ def oom_halve(batch_key: str = "micro_batch", accum_key: str | None = "grad_accu
 
 
 def oom_halve_in(group: str, defaults: dict[str, Any], batch_key: str = "micro_batch",
-                 accum_key: str | None = "grad_accum") -> Callable[[dict[str, Any]], dict[str, Any] | None]:
+                 accum_key: str | None = "grad_accum",
+                 minimum: int = 1) -> Callable[[dict[str, Any]], dict[str, Any] | None]:
     """`oom_halve` on the params group `group` (e.g. "train") of a recipe's whole params, the
-    group's own defaults (`defaults`, e.g. TrainParams().model_dump()) filled in first."""
-    halve = oom_halve(batch_key, accum_key)
+    group's own defaults (`defaults`, e.g. TrainParams().model_dump()) filled in first: the one
+    shape of every recipe's OOM policy."""
+    halve = oom_halve(batch_key, accum_key, minimum)
 
     def policy(params: dict[str, Any]) -> dict[str, Any] | None:
         keys = (batch_key,) + ((accum_key,) if accum_key else ())

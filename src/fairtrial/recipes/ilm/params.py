@@ -218,10 +218,6 @@ assert set(KINDS) == {"hierarchical", "document", "paragraph", "sentence", "ngra
 def oom_policy(params: dict[str, Any]) -> dict[str, Any] | None:
     """Halve train.micro_batch and double train.grad_accum (params are nested under `train`), so
     the effective batch and, by the loss normalisation in train.py, the gradients are unchanged."""
-    from fairtrial.recipes.api import oom_halve
+    from fairtrial.recipes.api import oom_halve_in
 
-    defaults = TrainParams()
-    train = {"micro_batch": defaults.micro_batch, "grad_accum": defaults.grad_accum,
-             **(params.get("train") or {})}
-    new = oom_halve("micro_batch", "grad_accum")(train)
-    return None if new is None else {**params, "train": new}
+    return oom_halve_in("train", TrainParams().model_dump())(params)

@@ -166,12 +166,9 @@ class LvmParams(_Strict):
 
 
 def oom_policy(params: dict[str, Any]) -> dict[str, Any] | None:
-    """OOM policy: halve train.batch_size, double train.grad_accum (same effective batch; note
-    that InfoNCE then sees fewer in-batch negatives per micro-batch)."""
-    tr = dict(params.get("train") or {})
-    mb = int(tr.get("batch_size", 256))
-    if mb <= 8:
-        return None
-    tr["batch_size"] = mb // 2
-    tr["grad_accum"] = int(tr.get("grad_accum", 1)) * 2
-    return {**params, "train": tr}
+    """OOM policy: halve train.batch_size (down to 8), double train.grad_accum (same effective
+    batch; note that InfoNCE then sees fewer in-batch negatives per micro-batch)."""
+    from fairtrial.recipes.api import oom_halve_in
+
+    return oom_halve_in("train", TrainParams().model_dump(), "batch_size", "grad_accum",
+                        minimum=8)(params)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fairtrial.recipes.toolcall.evaluate import item_rows, summarise
-from fairtrial.recipes.toolcall.stages import read_jsonl as _jsonl
+from fairtrial.base.jsonl import read_jsonl
 
 
 _REQUEST = re.compile(r"^(?:Request|Query):[ \t]*(.+)$", re.M)
@@ -37,7 +37,7 @@ def integrity(paths: dict[str, Path], params: dict[str, Any]) -> dict[str, Any]:
     if train_info is not None and (Path(train_info) / "train.json").is_file():
         trained = bool(json.loads((Path(train_info) / "train.json").read_text()).get("adapter"))
     if prep is not None and (Path(prep) / "items.jsonl").is_file():
-        items = _jsonl(Path(prep) / "items.jsonl")
+        items = read_jsonl(Path(prep) / "items.jsonl")
         out["train_texts"] = [request_text(i["prompt"]) for i in items
                               if i["part"] == "train"] if trained else []
         ev: dict[str, dict[str, str]] = {}

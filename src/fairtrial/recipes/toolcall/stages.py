@@ -20,21 +20,12 @@ from typing import Any
 
 import numpy as np
 
+from fairtrial.base.jsonl import read_jsonl, write_jsonl
 from fairtrial.recipes.api import StageError, stage_errors
 from fairtrial.recipes.toolcall import params as P
 from fairtrial.recipes.toolcall.data import read_items
 from fairtrial.recipes.toolcall.evaluate import item_rows, summarise, trivial_answer
 from fairtrial.scores import write_item_scores
-
-
-def _jsonl(path: Path, rows) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def _model_dir(ctx) -> Path:
@@ -65,7 +56,7 @@ def prepare(ctx) -> dict[str, Any]:
     dp = ctx.params.data
     with stage_errors("data"):
         items, splits = read_items(dp)
-    _jsonl(Path(ctx.out) / "items.jsonl", items)
+    write_jsonl(Path(ctx.out) / "items.jsonl", items)
     (Path(ctx.out) / "splits.json").write_text(json.dumps(splits, indent=1))
     counts = {f"{t}_{p}": sum(1 for i in items if i["track"] == t and i["part"] == p)
               for t in dp.tracks() for p in ("train", "valid", "eval")}
@@ -93,7 +84,7 @@ def render(ctx) -> dict[str, Any]:
              train=np.concatenate(train_ex), train_len=[len(e) for e in train_ex],
              valid=np.concatenate(valid_ex) if valid_ex else np.zeros(0, np.int64),
              valid_len=[len(e) for e in valid_ex], header=gate["header"], max_len=pp.max_len)
-    _jsonl(Path(ctx.out) / "eval.jsonl",
+    write_jsonl(Path(ctx.out) / "eval.jsonl",
            ({"id": i["id"], "track": i["track"], "messages": messages(i, pp)}
             for i in items if i["part"] == "eval"))
     return {"gate_passed": gate["passed"], "n_train": gate["n_train"],
@@ -163,7 +154,7 @@ def generate(ctx) -> dict[str, Any]:
                          "new_tokens": len(tok(t, add_special_tokens=False)["input_ids"]),
                          "seconds": round(dt, 4)})
         ctx.progress(len(rows), len(evals), "items")
-    _jsonl(Path(ctx.out) / "outputs.jsonl", rows)
+    write_jsonl(Path(ctx.out) / "outputs.jsonl", rows)
     secs = sum(r["seconds"] for r in rows)
     return {"items": len(rows), "items_per_s": round(len(rows) / secs, 3) if secs else None}
 

@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fairtrial.base.jsonl import write_jsonl
 from fairtrial.errors import UserError
 from fairtrial.recipes.api import StageError, stage_errors
 from fairtrial.recipes.curate import gsm8k, sampling
@@ -37,11 +38,6 @@ from fairtrial.scores import eval_set_digest, write_item_scores
 ANSWERS = "answers.jsonl"
 """The teacher's answers, appended per batch in the stage's checkpoint folder (a killed stage
 re-asks only the items it has no answer for)."""
-
-
-def _jsonl(path: Path, rows) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
 
 
 def _spec(e: EndpointParams):
@@ -305,7 +301,7 @@ def reference(ctx) -> dict[str, Any]:
             got = teacher_lib.teach_local(model, tok, asked, answers, model_name=tp.model,
                                           batch_size=ep.batch_size,
                                           max_new_tokens=ep.max_new_tokens, progress=prog)
-    _jsonl(ctx.out / REFERENCE, ({"id": i, "text": got[i]["text"]} for i, _ in asked))
+    write_jsonl(ctx.out / REFERENCE, ({"id": i, "text": got[i]["text"]} for i, _ in asked))
     info.update(teacher=tp.name, items=len(asked),
                 empty=sum(1 for i, _ in asked if not got[i]["text"].strip()))
     (ctx.out / "reference.json").write_text(json.dumps(info))
@@ -417,7 +413,7 @@ def evaluate(ctx) -> dict[str, Any]:
             "judged": s.judged, "errors_first": list(getattr(judge, "errors", [])[:5])}
     with stage_errors("evaluate"):
         write_item_scores(Path(ctx.out), rows)
-    _jsonl(ctx.out / "outputs.jsonl",
+    write_jsonl(ctx.out / "outputs.jsonl",
            ({"id": i, "greedy": g, "extracted": e.value, "how": e.how, "reference": ref,
              "samples": [s[n] for s in samples]}
             for n, (i, g, e, ref) in enumerate(zip(ids, greedy, extracted, refs))))
