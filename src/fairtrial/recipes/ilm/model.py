@@ -56,11 +56,6 @@ def load_tokenizer(folder: str | Path):
 # memory
 
 
-BYTES_PER_PARAM_TRAINING = 16
-"""fp32 weights (4) + gradients (4) + AdamW exp_avg and exp_avg_sq (8). Mixed precision keeps fp32
-master weights, so this holds under bf16/fp16 autocast too."""
-
-
 def model_shape(params: ModelParams, vocab_size: int) -> dict[str, int]:
     """Parameter count, layers, width and positions without allocating weights: the model is
     built on the meta device from its config (for a pretrained model, only config.json is read)."""
@@ -83,22 +78,14 @@ def count_parameters(params: ModelParams, vocab_size: int) -> int:
     return model_shape(params, vocab_size)["n_params"]
 
 
-def available_memory_gb(device: str) -> float:
-    if device.startswith("cuda"):
-        import torch
-
-        free, _ = torch.cuda.mem_get_info()
-        return free / 2**30
-    import psutil
-
-    return psutil.virtual_memory().available / 2**30
-
-
 def check_memory(params: ModelParams, n_params: int, device: str,
                  activation_gb: float = 0.0) -> float:
     """Raise ValueError when weights + gradients + AdamW state (+ an activation estimate) exceed
-    `model.memory_gb` (or the device's free memory when it is None). Returns the estimate in GB."""
-    need = n_params * BYTES_PER_PARAM_TRAINING / 2**30 + activation_gb
+    `model.memory_gb` (or the device's free memory when it is None). Returns the estimate in GB.
+    The estimate and the free memory are the ML layer's (fairtrial.ml.causal_lm.memory)."""
+    from fairtrial.ml.causal_lm.memory import available_memory_gb, training_gb
+
+    need = training_gb(n_params, activations_gb=activation_gb)
     have = params.memory_gb if params.memory_gb is not None else available_memory_gb(device)
     where = "model.memory_gb" if params.memory_gb is not None else f"free memory on {device}"
     if need > have:
@@ -110,17 +97,6 @@ def check_memory(params: ModelParams, n_params: int, device: str,
             f"{' plus activations' if activation_gb else ''}) but {where} is {have:.2f} GB; "
             f"use a smaller model (lower model.n_layer / model.n_embd) or raise model.memory_gb")
     return need
-
-
-def activation_gb(n_layer: int, n_embd: int, micro_batch: int, seq_len: int,
-                  vocab_size: int) -> float:
-    """A rough upper estimate of training activations for one micro-batch in fp32: about 16
-    floats per token per layer per channel for a transformer block (attention + MLP, kept for the
-    backward pass) plus the logits and their gradient. Good to a factor of two, which is all the
-    up-front check needs."""
-    tokens = micro_batch * seq_len
-    floats = tokens * (16 * n_layer * n_embd + 2 * vocab_size)
-    return floats * 4 / 2**30
 
 
 # ---------------------------------------------------------------------------------------------
@@ -171,10 +147,9 @@ def build_model(params: ModelParams, tokenizer, seed: int = 0):
 def save_model(model, tokenizer, folder: Path, resolved: dict[str, Any]) -> Path:
     """The final model folder: save_pretrained + the tokenizer + the resolved config, so that
     `load_model(folder)` and `fairtrial infill` need nothing else."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    from fairtrial.ml.causal_lm.model import save_model as save_with_provenance
+
+    folder = save_with_provenance(model, tokenizer, folder)  # + versions, parameter count
     (folder / CONFIG_FILE).write_text(json.dumps(resolved, indent=2, sort_keys=True, default=str))
     return folder
 

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from fairtrial.data.split import PARTS, split_documents
+from fairtrial.ml.causal_lm.memory import activation_gb
 from fairtrial.recipes.api import StageError, stage_errors
 from fairtrial.recipes.ilm import documents as D
 from fairtrial.recipes.ilm import examples as E
@@ -203,7 +204,7 @@ def train(ctx) -> dict[str, Any]:
         # model's positions
         seq = min(int(train_set.lengths().max()) if tp.batching == "bucketed" else tp.pad_to,
                   shape["n_positions"])
-        act = M.activation_gb(shape["n_layer"], shape["n_embd"], tp.micro_batch, seq, len(tok))
+        act = activation_gb(shape["n_layer"], shape["n_embd"], tp.micro_batch, seq, len(tok))
         need_gb = M.check_memory(mp, n_params, ctx.device, act)
         model = M.build_model(mp, tok, seed=seed)
     ctx.log.info("model: %.2fM parameters, about %.2f GB to train", n_params / 1e6, need_gb)
