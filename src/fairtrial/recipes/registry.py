@@ -22,7 +22,7 @@ BUILTIN = {
     "ilm": "fairtrial.recipes.ilm",
     "curate": "fairtrial.recipes.curate",
     "lvm": "fairtrial.recipes.lvm",
-    "scores": "fairtrial.recipes.scores",
+    "scores": "fairtrial.recipes.evaluation_only",  # the recipe of evaluation-only studies
     "toolcall": "fairtrial.recipes.toolcall",
     "_test": "fairtrial.recipes.enginetest",
 }
