@@ -361,7 +361,7 @@ test keeps the two equal, and this module does not import the analysis, which lo
 A metric declared "median" may be produced and shown, but not decide or be compared."""
 
 EVALUATION_ONLY = "scores"
-"""The built-in recipe of a study file without `recipe` (fairtrial.recipes.scores)."""
+"""The built-in recipe of a study file without `recipe` (fairtrial.recipes.evaluation_only)."""
 
 
 def _toml_key(name: str) -> str:
