@@ -50,10 +50,12 @@ def make_scores(shifts: Mapping[str, float | Mapping[str, float]], seeds: Sequen
 def simulate_verdicts(n_studies: int, effect: float, min_effect: float, n_seeds: int = 3,
                       n_items: int = 500, item_sd: float = 1.0, seed_sd: float = 0.05,
                       noise_sd: float = 1.0, alpha: float = 0.05, n_resamples: int = 1_000,
-                      method: str = "normal", rng_seed: int = 0) -> dict[str, float]:
+                      method: str = "normal", rng_seed: int = 0, test: str = "superiority",
+                      margin: float | None = None) -> dict[str, float]:
     """Share of verdicts over `n_studies` simulated two-arm studies (absolute effect scale,
-    higher is better) with a true improvement `effect`. Each study draws fresh items, seed offsets
-    and noise and goes through the same estimate/decide code as `analyze`."""
+    higher is better) with a true improvement `effect`, under `test` (with `margin` for the
+    non-inferiority and equivalence tests). Each study draws fresh items, seed offsets and noise
+    and goes through the same estimate/decide code as `analyze`."""
     from fairtrial.analysis.compare import Comparison, estimate, finish
 
     rng = np.random.default_rng(rng_seed)
@@ -66,7 +68,8 @@ def simulate_verdicts(n_studies: int, effect: float, min_effect: float, n_seeds:
             x[arm] = (item + shift + rng.normal(0, seed_sd, (n_seeds, 1))
                       + rng.normal(0, noise_sd, (n_seeds, n_items)))
         c = Comparison(arm="arm", reference="control", metric="score", eval_set="test",
-                       direction="higher", effect="absolute", min_effect=min_effect)
+                       direction="higher", effect="absolute", min_effect=min_effect,
+                       test=test, margin=margin)
         d = estimate(c, x, n_resamples=n_resamples, seed=k, method=method, signflip=False)
         finish(c, d, 1 - alpha)
         counts[c.verdict] += 1
