@@ -88,3 +88,59 @@ def test_sampling_is_seeded_and_top_p_near_zero_is_greedy(tiny):
     assert a != G.generate(model, tok, prompts, temperature=1.0, seed=4, **kw)
     greedy = G.generate(model, tok, prompts, **kw)
     assert G.generate(model, tok, prompts, temperature=1.0, top_p=1e-9, seed=5, **kw) == greedy
+
+
+def test_generate_ids_suppress_and_stop_after_equal_transformers(tiny):
+    """The token-id entry point with ilm's rules (ids never generated, a row done at its n-th
+    occurrence of a token) gives, greedily, what transformers' `generate` gives with
+    `suppress_tokens` and the same stopping criterion, each prompt alone; top_k = 1 is greedy."""
+    import torch
+    from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
+
+    from fairtrial.ml.causal_lm import generate as G
+
+    model, tok, prompts = tiny
+    rows = [tok(G.render(tok, p)[0], add_special_tokens=False)["input_ids"] for p in prompts]
+    eos = G._eos_ids(model, tok)
+    free = G.generate_ids(model, rows, eos=eos, pad=tok.pad_token_id, max_new_tokens=12,
+                          batch_size=4)
+    # what the model says most (suppress it) and the next most frequent token (stop after 2)
+    counts: dict[int, int] = {}
+    for r in free:
+        for t in r:
+            counts[t] = counts.get(t, 0) + 1
+    banned = [min(counts, key=lambda t: (-counts[t], t))]
+    kept = G.generate_ids(model, rows, eos=eos, pad=tok.pad_token_id, max_new_tokens=12,
+                          batch_size=4, suppress=banned)
+    # a token some row says twice before its end: stopping after its second use cuts that row
+    twice = {t for r in kept for t in r[:-1] if r[:-1].count(t) >= 2}
+    marker = min(twice, key=lambda t: (-sum(r.count(t) for r in kept), t))
+    ours = G.generate_ids(model, rows, eos=eos, pad=tok.pad_token_id, max_new_tokens=12,
+                          batch_size=4, suppress=banned, stop_after=(marker, 2))
+    assert all(banned[0] not in r for r in ours)
+
+    class Second(StoppingCriteria):
+        def __init__(self, start):
+            self.start = start
+
+        def __call__(self, input_ids, scores, **kwargs):
+            return (input_ids[:, self.start:] == marker).sum(dim=1) >= 2
+
+    for row, got in zip(rows, ours):
+        ids = torch.tensor([row])
+        config = GenerationConfig(max_new_tokens=12, do_sample=False, eos_token_id=eos,
+                                  pad_token_id=tok.pad_token_id, suppress_tokens=banned)
+        with torch.inference_mode():
+            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                 generation_config=config,
+                                 stopping_criteria=StoppingCriteriaList([Second(len(row))]))
+        ref = out[0, len(row):].tolist()
+        while ref and ref[-1] == tok.pad_token_id and len(ref) > len(got):
+            ref.pop()
+        assert got == ref
+    assert any(len(o) < len(k) for o, k in zip(ours, kept))    # the stopping rule did act
+    top1 = G.generate_ids(model, rows, eos=eos, pad=tok.pad_token_id, max_new_tokens=12,
+                          batch_size=4, temperature=1.0, top_k=1, seed=7)
+    assert top1 == free
+    with pytest.raises(ValueError, match="top_k >= 0"):
+        G.generate_ids(model, rows, eos=eos, pad=tok.pad_token_id, top_k=-1)

@@ -65,22 +65,46 @@ def generate(model, tokenizer, prompts: Sequence[Prompt], *, max_new_tokens: int
     """The completion of each prompt (new text only, special tokens dropped, cut before the first
     stop string). `temperature` 0 is greedy; above 0 samples with `top_p`. `share_prefix`: run the
     tokens every prompt of a batch starts with once (see the module doc)."""
-    if temperature < 0 or not 0 < top_p <= 1 or max_new_tokens < 1 or batch_size < 1:
-        raise ValueError("generate: temperature >= 0, 0 < top_p <= 1, max_new_tokens >= 1 and "
-                         "batch_size >= 1 are required")
     stop = [s for s in stop if s]
-    device = next(model.parameters()).device
     eos = _eos_ids(model, tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
     texts = [render(tokenizer, p) for p in prompts]
     # the chat template already holds the special tokens; plain text gets the usual ones
     enc = [tokenizer(t, add_special_tokens=not chat)["input_ids"] for t, chat in texts]
+    new = generate_ids(model, enc, eos=eos, pad=pad, max_new_tokens=max_new_tokens,
+                       temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size,
+                       share_prefix=share_prefix, stop=stop, tokenizer=tokenizer)
+    return [_cut(tokenizer.decode(row, skip_special_tokens=True), stop) for row in new]
+
+
+def generate_ids(model, prompts: Sequence[Sequence[int]], *, eos: Sequence[int], pad: int,
+                 max_new_tokens: int = 64, temperature: float = 0.0, top_k: int = 0,
+                 top_p: float = 1.0, seed: int = 0, batch_size: int = 8,
+                 share_prefix: bool = True, suppress: Sequence[int] = (),
+                 stop_after: tuple[int, int] | None = None, stop: Sequence[str] = (),
+                 tokenizer=None) -> list[list[int]]:
+    """The new token ids of each prompt (token ids): the one decoding entry point every recipe
+    uses (`generate` renders and tokenizes text prompts, then calls this). A row stops at an
+    `eos` id, at a `stop` string (needs `tokenizer`), after `stop_after = (token, count)`: its
+    `count`-th `token` (ilm: once every blank is answered), or at `max_new_tokens`. `suppress`:
+    ids never generated. Sampling (`temperature` > 0) applies temperature, then `top_k` (0: off),
+    then `top_p`, as transformers' `generate` does."""
+    if (temperature < 0 or not 0 < top_p <= 1 or top_k < 0 or max_new_tokens < 1
+            or batch_size < 1):
+        raise ValueError("generate: temperature >= 0, top_k >= 0, 0 < top_p <= 1, "
+                         "max_new_tokens >= 1 and batch_size >= 1 are required")
+    stop = [s for s in stop if s]
+    if stop and tokenizer is None:
+        raise ValueError("generate: stop strings need the tokenizer")
+    device = next(model.parameters()).device
+    enc = [list(p) for p in prompts]
     order = sorted(range(len(enc)), key=lambda i: len(enc[i]))  # stable: ties keep their order
-    out: list[str] = [""] * len(enc)
+    out: list[list[int]] = [[] for _ in enc]
     was_training = model.training
     model.eval()
-    decoder = _Decoder(model, tokenizer, eos=eos, max_new_tokens=max_new_tokens,
-                       temperature=temperature, top_p=top_p, stop=stop)
+    decoder = _Decoder(model, tokenizer, eos=list(eos), max_new_tokens=max_new_tokens,
+                       temperature=temperature, top_k=top_k, top_p=top_p, stop=stop,
+                       suppress=suppress, stop_after=stop_after)
     try:
         for b, start in enumerate(range(0, len(order), batch_size)):
             part = order[start:start + batch_size]
@@ -97,7 +121,7 @@ def generate(model, tokenizer, prompts: Sequence[Prompt], *, max_new_tokens: int
                 torch.manual_seed(seed + b)
                 new = decoder(ids, mask, k)
             for i, row in zip(part, new):
-                out[i] = _cut(tokenizer.decode(row, skip_special_tokens=True), stop)
+                out[i] = row
     finally:
         model.train(was_training)
     return out
@@ -117,20 +141,25 @@ class _Decoder:
     outputs equal `model.generate`'s (test_decoder_equals_transformers_generate)."""
 
     def __init__(self, model, tokenizer, *, eos: list[int], max_new_tokens: int,
-                 temperature: float, top_p: float, stop: Sequence[str]):
+                 temperature: float, top_p: float, stop: Sequence[str], top_k: int = 0,
+                 suppress: Sequence[int] = (), stop_after: tuple[int, int] | None = None):
         import inspect
 
         from transformers.generation.logits_process import (
             LogitsProcessorList,
             TemperatureLogitsWarper,
+            TopKLogitsWarper,
             TopPLogitsWarper,
         )
 
         self.model, self.max_new_tokens = model, max_new_tokens
         self.eos = torch.tensor(eos)
+        self.suppress = torch.tensor(sorted(set(suppress)), dtype=torch.long)
+        self.stop_after = stop_after
         self.warpers = None
         if temperature > 0:
             self.warpers = LogitsProcessorList([TemperatureLogitsWarper(temperature)] + (
+                [TopKLogitsWarper(top_k)] if top_k > 0 else []) + (
                 [TopPLogitsWarper(top_p)] if top_p < 1 else []))
         self.stop = None
         if stop:
@@ -169,8 +198,12 @@ class _Decoder:
         rows = torch.arange(n, device=device)   # which original rows are still decoding
         seq = ids                               # the stop strings look at the tokens so far
         eos = self.eos.to(device)
+        suppress = self.suppress.to(device)
+        counted = torch.zeros(n, dtype=torch.long, device=device)  # stop_after's token so far
         new: list[list[int]] = [[] for _ in range(n)]
         for step in range(self.max_new_tokens):
+            if len(suppress):  # as transformers' SuppressTokensLogitsProcessor: never chosen
+                logits[:, suppress] = -float("inf")
             if self.warpers is not None:
                 scores = self.warpers(seq, logits)
                 token = torch.multinomial(torch.softmax(scores, dim=-1), 1).squeeze(1)
@@ -181,6 +214,9 @@ class _Decoder:
             if step == self.max_new_tokens - 1:
                 break
             done = torch.isin(token, eos)
+            if self.stop_after is not None:
+                counted += token == self.stop_after[0]
+                done |= counted >= self.stop_after[1]
             if self.stop is not None:
                 seq = torch.cat([seq, token[:, None]], dim=1)
                 done |= self.stop(seq, None).to(device)
@@ -190,6 +226,7 @@ class _Decoder:
                 keep = (~done).nonzero().squeeze(1)
                 cache.batch_select_indices(keep)
                 rows, token, nxt, mask = rows[keep], token[keep], nxt[keep], mask[keep]
+                counted = counted[keep]
                 if self.stop is not None:
                     seq = seq[keep]
             mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)

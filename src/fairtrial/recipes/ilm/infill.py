@@ -63,8 +63,6 @@ def infill_with_answers(model_dir: str | Path, text_with_blanks: str, *,
                         top_p: float | None = 0.95, max_new_tokens: int = 64, seed: int = 0,
                         n: int = 1, device: str = "cpu") -> list[tuple[str, list[str]]]:
     """Like `infill`, also returning each sample's answers (decoded, one per blank)."""
-    import torch
-
     from fairtrial.ml.causal_lm.model import max_positions
     from fairtrial.recipes.ilm.model import load_model
     from fairtrial.recipes.ilm.tokenizer import special_ids
@@ -89,48 +87,26 @@ def infill_with_answers(model_dir: str | Path, text_with_blanks: str, *,
                          f"most {max_positions(model)}: shorten it")
     max_new = min(max_new_tokens, room)
 
-    # generate() with a stopping rule: a row is done once it has closed every blank
-    from transformers import StoppingCriteria, StoppingCriteriaList
+    # the ML layer's decoder (the one generation path of every recipe), with ILM's rules: a row
+    # is done once it has closed every blank; an answer is plain text, so blanks and
+    # <|start_infill|> inside one would make no sense; and <|endoftext|> before the last blank is
+    # answered would leave blanks empty, so it is never generated (a model trained mostly on
+    # one-blank examples tends to stop after the first answer). n rows of the same prompt sample
+    # independently, in one batch whose shared prompt runs once.
+    from fairtrial.ml.causal_lm.generate import generate_ids
 
     end_id, n_blanks = ids["end_infill"], len(kinds)
-
-    class AllBlanksAnswered(StoppingCriteria):
-        def __call__(self, input_ids, scores, **kwargs):
-            return (input_ids[:, len(prompt):] == end_id).sum(dim=1) >= n_blanks
-
-    # an answer is plain text: blanks and <|start_infill|> inside one would make no sense; and
-    # <|endoftext|> before the last blank is answered would leave blanks empty, so it is banned
-    # too (a model trained mostly on one-blank examples tends to stop after the first answer)
-    # (suppress_tokens, not bad_words_ids: generate() silently drops eos from bad_words_ids)
     banned = [ids[k] for k in BLANK_TOKENS] + [ids["start_infill"], ids["eos"]]
-    x = torch.tensor([prompt] * n, device=device)  # n rows sample independently
     sample = temperature > 0
-    gen_kwargs = dict(do_sample=sample, max_new_tokens=max_new,
-                      eos_token_id=ids["eos"], pad_token_id=ids["eos"], suppress_tokens=banned,
-                      stopping_criteria=StoppingCriteriaList([AllBlanksAnswered()]),
-                      attention_mask=torch.ones_like(x))
-    if sample:
-        gen_kwargs.update(temperature=temperature, top_k=top_k or 0, top_p=top_p or 1.0)
-    else:
-        gen_kwargs.update(temperature=None, top_k=None, top_p=None)
-    # GPT-2 warns about padding whenever pad == eos ids appear during generation; the rows here
-    # are never padded (all the same prompt), so the warning would only mislead the user
-    import logging
-
-    quiet = logging.getLogger("transformers.modeling_utils")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
-    try:
-        with torch.random.fork_rng(devices=[] if device == "cpu" else None):
-            torch.manual_seed(seed)
-            with torch.no_grad():
-                out = model.generate(x, **gen_kwargs)
-    finally:
-        quiet.setLevel(level)
+    new = generate_ids(model, [prompt] * n, eos=[ids["eos"]], pad=ids["eos"],
+                       max_new_tokens=max_new, temperature=temperature if sample else 0.0,
+                       top_k=(top_k or 0) if sample else 0,
+                       top_p=(top_p or 1.0) if sample else 1.0, seed=seed, batch_size=n,
+                       suppress=banned, stop_after=(end_id, n_blanks))
 
     blank_ids = {ids[k] for k in BLANK_TOKENS}
     results = []
-    for row in out[:, len(prompt):].tolist():
+    for row in new:
         answers = _split_answers(row, end_id, ids["eos"], n_blanks)
         filled: list[int] = []
         it = iter(answers)
