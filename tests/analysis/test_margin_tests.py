@@ -179,15 +179,21 @@ effect = "absolute"
 """
 
 
-@pytest.mark.parametrize("change,key,words", [
-    (("margin = 0.10", "margin = -0.1"), "decision.margin", "margin must be >= 0"),
-    (('test = "{test}"', 'test = "superiority"'), "decision.margin", "a superiority test uses"),
-    (("margin = 0.10\n", ""), "decision.test", "needs a margin"),
-    (('control = "a"\n', ""), "decision.test", 'name it with control = "<arm>"'),
-    (("margin = 0.10", "margin = 0.1\nmin_effect = 0.02"), "decision.min_effect", "uses margin"),
+@pytest.mark.parametrize("test,change,key,words", [
+    ("non_inferiority", ("margin = 0.10", "margin = -0.1"), "decision.margin", "margin must be >= 0"),
+    ("equivalence", ("margin = 0.10", "margin = -0.1"), "decision.margin", "margin must be >= 0"),
+    ("superiority", ("", ""), "decision.margin", "a superiority test uses"),
+    ("non_inferiority", ("margin = 0.10\n", ""), "decision.test", "needs a margin"),
+    ("equivalence", ("margin = 0.10\n", ""), "decision.test", "needs a margin"),
+    ("non_inferiority", ('control = "a"\n', ""), "decision.test", 'name it with control = "<arm>"'),
+    ("non_inferiority", ("margin = 0.10", "margin = 0.1\ncompare = \"all-pairs\""),
+     "decision.compare", 'use compare = "control"'),
+    ("non_inferiority", ("margin = 0.10", "margin = 0.1\nmin_effect = 0.02"), "decision.min_effect",
+     "uses margin"),
+    ("equivalence", ("margin = 0.10", "margin = 0.1\nalpha = 0.5"), "decision.alpha", "below 0.5"),
 ])
-def test_check_refuses_bad_decision_tables(cli, make_study, change, key, words):
-    text = STUDY.replace(*change).replace("{test}", "non_inferiority")
+def test_check_refuses_bad_decision_tables(cli, make_study, test, change, key, words):
+    text = STUDY.replace(*change).replace("{test}", test)
     p = cli("check", make_study(text), check=2)
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
     hit = [ln for ln in lines if f": {key}: " in ln]
