@@ -139,13 +139,13 @@ def main() -> None:
                       f"{1000 * statistics.median(times):7.1f} ms")
             ref, _ = timed_get(info, "/static/style.css", a.requests)
             sys.path.insert(0, str(Path(__file__).parents[1] / "src"))
-            from fairtrial import study as usecases
+            from fairtrial.app import dashboard
 
-            r = usecases.reader(ws)
+            r = dashboard.reader(ws)
             t_app = []
             for _ in range(5):
                 t0 = time.perf_counter()
-                usecases.dashboard_study(r, "many")
+                dashboard.dashboard_study(r, "many")
                 t_app.append(time.perf_counter() - t0)
             print(f"    reference: a static file through the same server p95 "
                   f"{1000 * p95(ref):.1f} ms; the application layer's dashboard_study (the status "

@@ -1,4 +1,4 @@
-"""The application layer (fairtrial.study) called directly, as the dashboard will: plain data
+"""The application layer (fairtrial.app) called directly, as the dashboard will: plain data
 back, progress through callbacks; plus what `check` now refuses before any compute (item 5 of
 issue 9), the analysis design built straight from the spec, recipe commands and the crash log."""
 
@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from fairtrial import study as usecases
+from fairtrial.app import check as app_check
+from fairtrial.app import report as app_report
+from fairtrial.app import resolve
+from fairtrial.app import run as app_run
+from fairtrial.app import status as app_status
 from fairtrial.errors import Refused, UserError
 from tests.conftest import study_text
 
@@ -27,7 +31,7 @@ def env(tmp_path, monkeypatch):
 def test_check_run_report_status_stop_through_the_use_cases(env, make_study):
     study = make_study(better="steps = 20\nsleep = 2")  # long enough to report progress
     ws_path = env / "ws"
-    checked = usecases.check(study, ws_path)
+    checked = app_check.check(study, ws_path)
     d = checked.to_dict()
     assert d["study"] == "study" and d["valid"] and d["arms"] == ["base", "better"]
     assert [r["stage"] for r in d["stages"]] == ["source", "work", "score"]
@@ -36,10 +40,10 @@ def test_check_run_report_status_stop_through_the_use_cases(env, make_study):
     n = sum(r["runs"] for r in d["stages"])
     assert n > len(d["stages"])  # shared and per-cell runs
 
-    ws = usecases.open_workspace(ws_path)
-    spec = usecases.load(study)
+    ws = resolve.open_workspace(ws_path)
+    spec = resolve.load(study)
     events: list[tuple[str, dict]] = []
-    out = usecases.run(spec, ws, cpus=2, on_event=lambda k, i: events.append((k, i)))
+    out = app_run.run(spec, ws, cpus=2, on_event=lambda k, i: events.append((k, i)))
     assert out.ok and out.failed == [] and out.run == out.stage_runs == n
     kinds = [k for k, _ in events]
     assert kinds[0] == "planned" and events[0][1] == {"study": "study", "stage_runs": n}
@@ -53,27 +57,27 @@ def test_check_run_report_status_stop_through_the_use_cases(env, make_study):
     assert out.to_dict() == {"study": "study", "ok": True, "stage_runs": n, "run": n, "cached": 0,
                              "failed": [], "skipped": [], "interrupted": False}
 
-    again = usecases.run(spec, ws)  # no callback: fine, and nothing runs twice
+    again = app_run.run(spec, ws)  # no callback: fine, and nothing runs twice
     assert again.ok and again.run == 0 and again.cached == n
 
-    rep = usecases.report(spec, ws, seed=1, resamples=200)
+    rep = app_report.report(spec, ws, seed=1, resamples=200)
     assert rep.result.headline.startswith("Does the effect help?")
     assert {p.name for p in rep.folder.iterdir()} >= {"report.md", "report.html", "report.json"}
 
-    q = usecases.status(ws_path, "study")
+    q = app_status.status(ws_path, "study")
     assert q.names == ["study"]
     st = q.read()
     assert st[0].totals.get("done") == n
     with pytest.raises(Refused, match="nothing to stop"):
-        usecases.stop(ws_path, "study")
+        app_run.stop(ws_path, "study")
     with pytest.raises(UserError, match='unknown study "nope"'):
-        usecases.status(ws_path, "nope")
+        app_status.status(ws_path, "nope")
 
 
 def test_an_evaluation_only_study_has_nothing_to_run(env, make_study):
     study = make_study(textwrap_eval_only())
-    spec = usecases.load(study)
-    out = usecases.run(spec, usecases.open_workspace(env / "ws"))
+    spec = resolve.load(study)
+    out = app_run.run(spec, resolve.open_workspace(env / "ws"))
     assert out.ok and out.evaluation_only and out.to_dict()["evaluation_only"] is True
 
 
@@ -113,7 +117,7 @@ def test_design_from_spec_equals_the_old_dict_round_trip(make_study, extra):
         text = extra + text
     else:
         text += extra
-    spec = usecases.load(make_study(text))
+    spec = resolve.load(make_study(text))
     new = StudyDesign.from_spec(spec)
     assert new == _old_design(spec)
     new.check()
@@ -209,7 +213,7 @@ def test_a_crash_after_the_workspace_is_known_logs_there_with_versions(tmp_path,
     block_logs = []
 
     def buggy(study, workspace):
-        w = usecases.open_workspace(workspace)
+        w = resolve.open_workspace(workspace)
         if block_logs:  # logs/ turned into a file: the crash log cannot go there
             import shutil
 
@@ -217,7 +221,7 @@ def test_a_crash_after_the_workspace_is_known_logs_there_with_versions(tmp_path,
             (w.root / "logs").write_text("a file, not a folder")
         raise RuntimeError("a bug after the workspace opened")
 
-    monkeypatch.setattr(usecases, "check", buggy)
+    monkeypatch.setattr(app_check, "check", buggy)
     monkeypatch.setenv("FAIRTRIAL_CRASH_DIR", str(tmp_path / "elsewhere"))
     monkeypatch.delenv("FAIRTRIAL_TEST_RAISE", raising=False)
     assert cli_mod.main(["check", "x.toml", "-w", str(ws)]) == 70

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fairtrial import study as usecases
+from fairtrial.app import dashboard, resolve
 from fairtrial.scores import eval_set_digest, write_item_scores
 from fairtrial.store import artifacts
 from tests.conftest import study_text
@@ -54,8 +54,8 @@ def _record(ws, store, study, key, outcome, error=None, adjustments=None, effect
 
 
 def _plan(ws, store, path: Path):
-    spec = usecases.load(path)
-    p = usecases.plan(spec, ws)
+    spec = resolve.load(path)
+    p = resolve.plan(spec, ws)
     store.upsert_study(spec.name, str(spec.path), spec.recipe.name, spec.digest,
                        dict(spec.raw, _stages=[s.name for s in spec.recipe.stages]))
     store.ensure_runs([n.to_record() for n in p.nodes.values()], spec.name)
@@ -81,8 +81,8 @@ def built(tmp_path_factory):
     (tmp / "broken.toml").write_text(study_text(params="size = 12", better='fail = true\nfail_message = "bad batch '
                                                        'in shard 3"').replace(
         'question = "Does the effect help?"', 'name = "broken"\nquestion = "Does it break?"'))
-    ws = usecases.open_workspace(tmp / "ws")
-    store = usecases.open_store(ws)
+    ws = resolve.open_workspace(tmp / "ws")
+    store = resolve.open_store(ws)
     spec, p = _plan(ws, store, tmp / "study.toml")
     keys = {}
     for key, node in p.nodes.items():
@@ -118,7 +118,7 @@ def built(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def reader(built):
-    r = usecases.reader(built["ws"].root)
+    r = dashboard.reader(built["ws"].root)
     yield r
     r.store.dispose()
 

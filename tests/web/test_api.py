@@ -9,7 +9,8 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from fairtrial import study as usecases
+from fairtrial.app import report as app_report
+from fairtrial.app import status as app_status
 from fairtrial.web import create_app
 from fairtrial.web.server import allowed_hosts
 from tests.web.conftest import TOKEN, loads
@@ -89,7 +90,7 @@ def test_studies_list_matches_status(client, built):
     d = loads(client.get("/api/studies"))
     by = {s["name"]: s for s in d["studies"]}
     assert set(by) == {"study", "broken"}
-    want = {st.study: st.totals for st in usecases.status(built["ws"].root).read()}
+    want = {st.study: st.totals for st in app_status.status(built["ws"].root).read()}
     assert {n: s["totals"] for n, s in by.items()} == want
     assert by["study"]["totals"] == {"done": 7, "total": 7}
     assert by["broken"]["totals"]["failed"] == 2
@@ -98,7 +99,7 @@ def test_studies_list_matches_status(client, built):
 
 def test_study_grid_is_status_json(client, built):
     d = loads(client.get("/api/study/broken"))
-    want = usecases.status(built["ws"].root, "broken").read()[0].to_dict()
+    want = app_status.status(built["ws"].root, "broken").read()[0].to_dict()
     assert d["cells"] == want["cells"] and d["totals"] == want["totals"]
     assert d["stages"] == ["source", "work", "score"] and d["arms"] == ["base", "better"]
     failed = [r for r in d["runs"].values() if r["state"] == "failed"]
@@ -149,7 +150,7 @@ def test_file_served_by_key_and_manifest_name(client, built):
 
 def test_report_is_the_analysis(client, built):
     d = loads(client.get("/api/report/study"))
-    want = usecases.analyse(built["spec"], built["ws"], resamples=200)
+    want = app_report.analyse(built["spec"], built["ws"], resamples=200)
     assert d["headline"] == want.headline and d["verdict"] == want.verdict
     assert d["blocks"][0] == {"kind": "para", "text": want.headline, "class": "headline"}
     assert any(b["kind"] == "image" for b in d["blocks"])

@@ -1,6 +1,6 @@
 """`fairtrial ui`: a local, read-only web dashboard over one workspace (FastAPI + uvicorn).
 
-Everything it shows comes from the application layer (`fairtrial.study`): status, stage-run
+Everything it shows comes from the application layer (`fairtrial.app.dashboard`): status, stage-run
 records, manifests, logs, the analysis. It imports nothing else of fairtrial but its errors (see
 tests/test_architecture.py). The security model is in docs/ui.md and in `app.py`.
 """

@@ -9,7 +9,8 @@ Security model (docs/ui.md says it for users):
   or `same-site`): 403; the cookie is SameSite=Strict and HttpOnly.
 - read-only: GET and HEAD only (405 otherwise).
 - names a client sends (study, stage-run key, file name) are looked up among what exists in the
-  store and in verified manifests by `fairtrial.study`; a client's text is never used as a path.
+  store and in verified manifests by `fairtrial.app.dashboard`; a client's text is never used as
+  a path.
   Static files are a fixed set read into memory at start.
 - every response: no caching, no sniffing, no framing, a Content-Security-Policy that allows
   only this origin's scripts and styles.
@@ -33,7 +34,7 @@ from fastapi.responses import (
 )
 from starlette.responses import StreamingResponse
 
-from fairtrial import study as usecases
+from fairtrial.app import dashboard
 from fairtrial.errors import UserError
 
 STATIC = Path(__file__).parent / "static"
@@ -101,7 +102,7 @@ class Fresh:
 
 
 def _error(e: UserError) -> Response:
-    status = 404 if isinstance(e, usecases.NotFound) else 400
+    status = 404 if isinstance(e, dashboard.NotFound) else 400
     return _json({"error": str(e)}, status)
 
 
@@ -126,15 +127,15 @@ class Analyses:
             fp = study["fingerprint"]
             hit = self.cached(name, fp)
             if hit is None:
-                hit = usecases.dashboard_report(r, name, resamples=self.resamples)
+                hit = dashboard.dashboard_report(r, name, resamples=self.resamples)
                 self._done[name] = (fp, hit)
             return hit
 
 
 def create_app(r, token: str, allowed_hosts: set[str] | None,
                resamples: int = 10_000) -> FastAPI:
-    """The app over `r` (a `fairtrial.study.Reader`). `allowed_hosts`: the Host headers accepted
-    (None: any, when bound to every interface; the token still guards every request)."""
+    """The app over `r` (a `fairtrial.app.dashboard.Reader`). `allowed_hosts`: the Host headers
+    accepted (None: any, when bound to every interface; the token still guards every request)."""
     app = FastAPI(title="fairtrial", docs_url=None, redoc_url=None, openapi_url=None,
                   redirect_slashes=False)  # a redirect would carry a client path elsewhere
     statics = {p.name: p.read_bytes() for p in STATIC.iterdir() if p.is_file()}
@@ -146,7 +147,7 @@ def create_app(r, token: str, allowed_hosts: set[str] | None,
     polling a study between two reads get the same bytes without serialising 5 MB again."""
 
     def study_of(name: str) -> dict:
-        return fresh.get("study:" + name, lambda: usecases.dashboard_study(r, name))
+        return fresh.get("study:" + name, lambda: dashboard.dashboard_study(r, name))
     def cookie_name(request: Request) -> str:
         # cookies are shared by every port of a host: one per port, so two dashboards coexist
         return f"fairtrial_token_{request.url.port or ''}"
@@ -231,7 +232,7 @@ def create_app(r, token: str, allowed_hosts: set[str] | None,
     # ------------------------------------------------------------ API (JSON)
     @app.get("/api/studies")
     def api_studies():
-        rows = fresh.get("studies", lambda: usecases.dashboard_studies(r))
+        rows = fresh.get("studies", lambda: dashboard.dashboard_studies(r))
         for s in rows:
             hit = analyses.cached(s["name"], s["fingerprint"])
             s["verdict"] = {"headline": hit["headline"], "verdict": hit["verdict"]} if hit else None
@@ -259,21 +260,21 @@ def create_app(r, token: str, allowed_hosts: set[str] | None,
     @app.get("/api/run/{key}")
     def api_run(key: str):
         try:
-            return _json(usecases.dashboard_run(r, key))
+            return _json(dashboard.dashboard_run(r, key))
         except UserError as e:
             return _error(e)
 
     @app.get("/api/run/{key}/log")
     def api_log(key: str, offset: int = -1):
         try:
-            return _json(usecases.dashboard_log(r, key, offset))
+            return _json(dashboard.dashboard_log(r, key, offset))
         except UserError as e:
             return _error(e)
 
     @app.get("/api/run/{key}/file")
     def api_file(key: str, name: str = ""):
         try:
-            f = usecases.artifact_file(r, key, name)
+            f = dashboard.artifact_file(r, key, name)
         except UserError as e:
             return _error(e)
         suffix = Path(name).suffix.lower()
@@ -294,7 +295,7 @@ def create_app(r, token: str, allowed_hosts: set[str] | None,
     @app.get("/api/report/{name}")
     def api_report(name: str):
         try:
-            return _json(analyses.get(r, name, usecases.dashboard_study(r, name)))
+            return _json(analyses.get(r, name, dashboard.dashboard_study(r, name)))
         except UserError as e:
             return _error(e)
 
@@ -307,7 +308,7 @@ def create_app(r, token: str, allowed_hosts: set[str] | None,
                 arms = st["arms"]
                 a = a or (st.get("control") or (arms[0] if arms else ""))
                 b = b or next((x for x in arms if x != a), "")
-            return _json(usecases.dashboard_compare(r, name, a, b, metric or None,
+            return _json(dashboard.dashboard_compare(r, name, a, b, metric or None,
                                                     eval_set or None, max(1, min(top, 500))))
         except UserError as e:
             return _error(e)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fairtrial import study as usecases
+from fairtrial.app import dashboard
 from fairtrial.errors import UserError
 from fairtrial.web.app import create_app
 
@@ -56,7 +56,7 @@ def serve(workspace: str | Path | None, host: str = "127.0.0.1", port: int = 876
     "workspace", "all_interfaces"})` is called once the socket listens."""
     import uvicorn
 
-    r = usecases.reader(workspace)
+    r = dashboard.reader(workspace)
     token = token or secrets.token_urlsafe(24)
     sock = bind(host, port)
     port = sock.getsockname()[1]

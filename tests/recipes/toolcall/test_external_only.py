@@ -128,11 +128,11 @@ def test_mixed_study_collects_baseline_rows_for_the_external_arm(make_study, tmp
     from fairtrial.recipes.api import StageParams
     from fairtrial.recipes.toolcall import RECIPE
     from fairtrial.spec import load_spec
-    from fairtrial import study
+    from fairtrial.app import resolve
     from fairtrial.store import artifacts
-    from fairtrial.study import open_store, open_workspace
+    from fairtrial.app.resolve import open_store, open_workspace
 
-    monkeypatch.setattr(study, "_IN_USE", {})   # the process's workspace (crash logs) is not ours
+    monkeypatch.setattr(resolve, "_IN_USE", {})   # the process's workspace (crash logs) is not ours
     spec = load_spec(make_study(MIXED))
     ws = open_workspace(tmp_path / "ws")
     store = open_store(ws)

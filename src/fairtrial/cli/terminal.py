@@ -1,6 +1,6 @@
-"""What every command-line module shares: the consoles, the --workspace option, JSON output and
-shell quoting. The core CLI (`fairtrial.cli`) and the recipes' own commands (`recipes/<name>/
-commands.py`) print through these, so they print alike."""
+"""What every command-line module shares: the consoles, the --workspace option, JSON output, shell
+quoting and durations. The recipes' own commands (`recipes/<name>/commands.py`) print through the
+same consoles: the CLI hands them a printer (`fairtrial.cli.root.RecipeServices`)."""
 
 from __future__ import annotations
 
@@ -27,3 +27,15 @@ def q(text) -> str:
 def emit_json(obj) -> None:
     # no indent: json's C encoder only runs without one (status --json on 10,000 runs)
     sys.stdout.write(json.dumps(obj, default=str) + "\n")
+
+
+def fmt_s(s: float | None) -> str:
+    """A duration in seconds as 42s, 3m05s or 2h07m ("?" when unknown)."""
+    if s is None:
+        return "?"
+    s = int(round(s))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
