@@ -39,7 +39,7 @@ def test_lvm_schedule_is_the_old_hand_written_one():
 def test_transformers_gives_the_same_curve_only_without_warm_up():
     """Why the function is hand-written (see the module doc): transformers' cosine with a floor
     equals it without warm-up, but warms up from 0 where ours starts at 1 / warmup."""
-    from transformers import get_cosine_with_min_lr_schedule_with_warmup
+    from transformers.optimization import get_cosine_with_min_lr_schedule_with_warmup
 
     def curve(make, total):
         opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
