@@ -7,11 +7,13 @@ from __future__ import annotations
 import platform
 import shlex
 import socket
+import time
 from collections import defaultdict
 from typing import Any
 
 import pandas as pd
 
+from fairtrial.engine.states import derive_state
 from fairtrial.scores import FILENAME, read_item_scores
 from fairtrial.spec import Spec
 from fairtrial.store import artifacts
@@ -75,11 +77,12 @@ def gather(ws: Workspace, store: Store, spec: Spec) -> dict[str, Any]:
 
     done = sum(1 for k in keys if verified[k] is not None)
     states = defaultdict(int)
+    now, this_host = time.time(), socket.gethostname()
     for k in keys:
-        rec_state = (runs.get(k) or {}).get("state") or "pending"
-        # a record that says done without a verified artifact is lost, as status calls it
-        states["done" if verified[k] is not None else
-               "lost" if rec_state == "done" else rec_state] += 1
+        # status's own rule (a running record whose process is gone is lost, too); a stage run
+        # another study made counts as done here
+        st = derive_state(runs.get(k), verified[k] is not None, spec.name, now, this_host)
+        states["done" if st == "cached" else st] += 1
     not_run = _never_run(spec, cells, score_stages, missing)
     if not_run:
         states["pending"] += not_run

@@ -1,4 +1,5 @@
-"""Status that cannot lie: derived from artifacts, records and process liveness, never from claims.
+"""Status that cannot lie: derived from artifacts, records and process liveness, never from claims
+(the rule: `fairtrial.engine.states.derive_state`, which the report's progress counts use too).
 
 done     a verified manifest exists, produced for this study
 cached   a verified manifest exists, produced earlier by another study (shared by key)
@@ -15,7 +16,9 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from fairtrial.base.process import alive
 from fairtrial.engine.context import STALE_S
+from fairtrial.engine.states import derive_state
 from fairtrial.store import artifacts
 from fairtrial.workspace import Workspace
 
@@ -71,38 +74,9 @@ class StudyStatus:
 
 
 def _alive(pid: int | None, host: str | None, this_host: str) -> bool | None:
-    """True/False for local processes; None when the run is on another host (heartbeat decides)."""
-    if not pid:
-        return False
-    if host and host != this_host:
-        return None
-    import psutil  # here, not at the top: `status --json` on finished runs never needs it
-
-    try:
-        p = psutil.Process(pid)
-        return p.status() != psutil.STATUS_ZOMBIE
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return False
-
-
-def derive_state(rec: dict | None, verified: bool, study: str, now: float,
-                 this_host: str, stale_s: float = STALE_S) -> str:
-    if verified:
-        return "cached" if rec and rec.get("study") not in (None, study) else "done"
-    if not rec:
-        return "pending"
-    st = rec.get("state")
-    if st == "running":
-        alive = _alive(rec.get("pid"), rec.get("host"), this_host)
-        fresh = rec.get("heartbeat_at") and now - rec["heartbeat_at"] <= stale_s
-        if alive is False or not fresh:
-            return "lost"
-        return "running"
-    if st == "failed":
-        return "failed"
-    if st == "done":
-        return "lost"  # the record says done but the artifact is gone or corrupt
-    return "pending"
+    """`fairtrial.base.process.alive` with this module's old signature, for the use cases' stop
+    until they import it themselves (they are moving into app/); not a second rule."""
+    return alive(pid, host=host, this_host=this_host)
 
 
 def study_status(ws: Workspace, store: Store, study: str, verify: bool = False,
@@ -118,7 +92,8 @@ def study_status(ws: Workspace, store: Store, study: str, verify: bool = False,
     from fairtrial.engine.pidfile import read_supervisor
 
     sup = read_supervisor(ws.study_dir(study) / "supervisor.json")
-    if sup and _alive(sup.get("pid"), sup.get("host"), this_host) is False:
+    if sup and alive(sup.get("pid"), sup.get("pid_started"), host=sup.get("host"),
+                     this_host=this_host) is False:
         sup = None
     arms_of: dict[str, set] = {}     # key -> arms it serves
     n_cells: dict[str, int] = {}     # key -> cells (arm x replicate) it serves

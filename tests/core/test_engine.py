@@ -198,6 +198,15 @@ def test_kill_supervisor_then_resume_from_checkpoint(cli, make_study):
     st = wait_for(lambda: (lambda s: s if s["runs"][running["key"]]["state"] == "lost" else None)(
         status_json(cli)), timeout=60)
     assert st["supervisor"] is None
+    # the report's progress counts by status's rule: that record still says running, it is lost
+    from fairtrial.app.resolve import open_store, open_workspace
+    from fairtrial.collect import gather
+    from fairtrial.spec import load_spec
+
+    ws = open_workspace(cli.tmp / "ws")
+    progress = gather(ws, open_store(ws), load_spec(study))["progress"]
+    lost = sum(r["state"] == "lost" for r in st["runs"].values())
+    assert lost >= 1 and progress.get("lost") == lost and "running" not in progress, progress
     cli("run", study, check=0)
     st = status_json(cli)
     assert st["totals"] == {"done": 7, "total": 7}

@@ -66,9 +66,9 @@ def lease_lost(row: dict | None, token: str, this_host: str, stale_s: float) -> 
     if row is None or row.get("token") != token:
         return "its lease was released or taken over"
     if row.get("host") == this_host and row.get("pid"):
-        from fairtrial.engine.pidfile import proc_alive
+        from fairtrial.base.process import alive
 
-        return None if proc_alive(row["pid"], row.get("pid_started")) else "its supervisor died"
+        return None if alive(row["pid"], row.get("pid_started")) else "its supervisor died"
     if time.time() - (row.get("renewed_at") or 0) > stale_s:
         return f"its supervisor did not renew its lease for {stale_s:.0f} s"
     return None

@@ -22,6 +22,7 @@ from typing import Any
 
 import psutil
 
+from fairtrial.base.process import start_time
 from fairtrial.engine.executor import Finished
 from fairtrial.engine.pidfile import read_supervisor
 from fairtrial.engine.task import Resources, Result, Task
@@ -82,7 +83,7 @@ class StudyLock:
         self.info.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.info.with_suffix(".tmp")
         tmp.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                   "started_at": time.time()}))
+                                   "pid_started": start_time(), "started_at": time.time()}))
         os.replace(tmp, self.info)
 
     def release(self) -> None:

@@ -22,10 +22,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import psutil
-
+from fairtrial.base.process import alive, start_time
 from fairtrial.engine.executor import Executor, Finished
-from fairtrial.engine.pidfile import proc_alive
 from fairtrial.engine.scheduler import Scheduler
 from fairtrial.engine.task import Result, Task
 from fairtrial.plan import Node, Plan
@@ -42,19 +40,12 @@ RENEW_S = 5.0
 """How often a supervisor renews its leases (a lease unrenewed for STALE_S may be taken over)."""
 
 
-def _started(pid: int) -> float | None:
-    try:
-        return psutil.Process(pid).create_time()
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return None
-
-
 def lease_holder_dead(row: dict, this_host: str, stale_s: float) -> bool:
     """A lease may be taken over when neither its supervisor nor its worker is alive (a holder
     on this host), or when it was not renewed for `stale_s` (a holder on another host)."""
     if row.get("host") == this_host:
-        return not (proc_alive(row.get("pid"), row.get("pid_started"))
-                    or proc_alive(row.get("worker_pid"), row.get("worker_started")))
+        return not (alive(row.get("pid"), row.get("pid_started"))
+                    or alive(row.get("worker_pid"), row.get("worker_started")))
     return time.time() - (row.get("renewed_at") or 0) > stale_s
 
 
@@ -97,7 +88,7 @@ class Supervisor:
         self.stop_requested = False
         self.token = uuid.uuid4().hex
         self.host = socket.gethostname()
-        self.pid_started = _started(os.getpid())
+        self.pid_started = start_time()
         self.recheck: set[str] = set()  # artifacts to check again once their upstream is done
         self.held_by: dict[str, str] = {}  # key -> the study whose supervisor holds its lease
         self.summary = RunSummary()

@@ -79,6 +79,7 @@ def _check_metrics(out: Path, recipe, stage: str) -> None:
 
 
 def run_task(task: dict[str, Any], store, ws, heartbeat) -> dict[str, Any]:
+    from fairtrial.base.process import start_time
     from fairtrial.engine.context import RunContext
     from fairtrial.recipes import registry
     from fairtrial.recipes.api import StageError, StageParams, TransientError
@@ -89,7 +90,7 @@ def run_task(task: dict[str, Any], store, ws, heartbeat) -> dict[str, Any]:
     # the task says where it runs (not its supervisor): status, `lost` and the kill tests read it
     try:
         store.set_run_process(key, task.get("lease_token"), os.getpid(), socket.gethostname(),
-                              _own_start_time())
+                              start_time())
     except Exception:  # noqa: BLE001 - a full disk or a blinking database: the stage still runs,
         pass  # its heartbeat tries again, and the supervisor meets the same error and says so
     done = _already_committed(ws, key)
@@ -181,15 +182,6 @@ def _watch(heartbeat, key: str | None, token: str | None) -> None:
         heartbeat.watch(key, token)
     else:  # a bare stand-in (the stage-contract tests run run_task in their own process)
         heartbeat.key = key
-
-
-def _own_start_time() -> float | None:
-    try:
-        import psutil
-
-        return psutil.Process().create_time()
-    except Exception:  # noqa: BLE001 - only a guard against pid reuse
-        return None
 
 
 def _already_committed(ws, key: str) -> dict | None:

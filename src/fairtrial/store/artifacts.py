@@ -21,6 +21,7 @@ from typing import Any
 
 import fairtrial
 from fairtrial.base.digests import digest_of, sha256_file
+from fairtrial.base.process import alive as process_alive
 from fairtrial.workspace import Workspace
 
 MANIFEST = "manifest.json"
@@ -215,18 +216,8 @@ def clean_tmp(ws: Workspace, older_than_s: float = 0) -> int:
             pid = int(d.name.split(".")[1])
         except (IndexError, ValueError):
             pid = -1
-        alive = pid > 0 and _pid_alive(pid)
+        alive = pid > 0 and process_alive(pid)
         if not alive and now - d.stat().st_mtime >= older_than_s:
             shutil.rmtree(d, ignore_errors=True)
             n += 1
     return n
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
