@@ -56,7 +56,14 @@ class RunContext:
                                heartbeat_at=now)
 
     def heartbeat(self) -> None:
-        self._store.update_run(self.key, heartbeat_at=time.time())
+        """A store write at most every PROGRESS_WRITE_S (a progress write beats too), so a
+        training loop may call it on every micro-batch."""
+        now = time.time()
+        with self._lock:
+            if now - self._last_write < PROGRESS_WRITE_S:
+                return
+            self._last_write = now
+        self._store.update_run(self.key, heartbeat_at=now)
 
 
 def lease_lost(row: dict | None, token: str, this_host: str, stale_s: float) -> str | None:

@@ -215,7 +215,8 @@ class StageContext(Protocol):
         """Report progress; also a heartbeat. Cheap to call often (rate-limited inside)."""
 
     def heartbeat(self) -> None:
-        """Say 'still alive' during long steps that have no progress to report."""
+        """Say 'still alive' during long steps that have no progress to report. Cheap to call
+        often (rate-limited inside, as progress is: a training loop may call it every micro-batch)."""
 
 
 @dataclass(frozen=True)

@@ -249,19 +249,12 @@ def train(ctx) -> dict:
     n_params = sum(x.numel() for x in model.parameters())
     ctx.log.info("lvm %s: %d parameters, %d training windows", p.arch, n_params, len(tr[0]))
 
-    last_beat = [time.monotonic()]
-
-    def beat() -> None:  # a heartbeat is a store write: at most one every 2 s
-        if time.monotonic() - last_beat[0] > 2.0:
-            last_beat[0] = time.monotonic()
-            ctx.heartbeat()
-
     def on_epoch(done: int, total: int, rec: dict) -> None:
         msg = " ".join(f"{k} {v:.4g}" for k, v in rec.items() if k != "epoch")
         ctx.progress(done, total, "epochs", msg)
 
     result = fit(model, tr, va, p.train, seed, ctx.checkpoint_dir, device=ctx.device,
-                 on_epoch=on_epoch, on_step=beat, log=ctx.log,
+                 on_epoch=on_epoch, on_step=ctx.heartbeat, log=ctx.log,
                  config={**config, "train": p.train.model_dump(), "seed": seed,
                          "device": ctx.device})
     torch.save({"config": config, "train": p.train.model_dump(), "seed": seed,
