@@ -41,11 +41,9 @@ def names() -> list[str]:
 def info(name: str) -> dict:
     reg = _registry()
     if name not in reg:
-        import difflib
+        from fairtrial.base.names import unknown_name
 
-        close = difflib.get_close_matches(name, list(reg), n=1)
-        hint = f'; did you mean "{close[0]}"?' if close else ""
-        raise UserError(f'unknown data set "{name}"{hint} known: {", ".join(sorted(reg))}')
+        raise UserError(unknown_name("data set", name, reg))
     return reg[name]
 
 

@@ -7,7 +7,6 @@ them for the core CLI, which mounts their commands next to its own."""
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import importlib.util
 from functools import lru_cache
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from importlib.metadata import entry_points
 
+from fairtrial.base.names import unknown_name
 from fairtrial.errors import UserError
 from fairtrial.recipes.api import Recipe
 
@@ -49,9 +49,7 @@ def names(include_internal: bool = False) -> list[str]:
 def get(name: str) -> Recipe:
     mods = _modules()
     if name not in mods:
-        close = difflib.get_close_matches(name, list(mods), n=1)
-        hint = f'; did you mean "{close[0]}"?' if close else ""
-        raise UserError(f'unknown recipe "{name}"{hint} known: {", ".join(names())}')
+        raise UserError(unknown_name("recipe", name, names(), candidates=mods))
     try:
         module = importlib.import_module(mods[name])
     except ModuleNotFoundError as e:
