@@ -225,8 +225,8 @@ def stop(workspace: str | Path | None, study: str | None = None, timeout: float 
     Returns [{"study", "pid"}]; Refused when none runs or one does not end within `timeout`."""
     import socket
 
+    from fairtrial.base.process import alive
     from fairtrial.engine.pidfile import read_supervisor
-    from fairtrial.status import _alive
 
     ws = open_workspace(workspace)
     store = open_store(ws)
@@ -234,7 +234,9 @@ def stop(workspace: str | Path | None, study: str | None = None, timeout: float 
     live = []
     for n in names:
         sup = read_supervisor(ws.study_dir(n) / "supervisor.json")
-        if sup and _alive(sup.get("pid"), sup.get("host"), socket.gethostname()):
+        # its recorded start time too: a pid reused by another process is not the supervisor
+        if sup and alive(sup.get("pid"), sup.get("pid_started"), host=sup.get("host"),
+                         this_host=socket.gethostname()):
             live.append((n, sup))
     if not live:
         raise Refused("nothing to stop: no supervisor is running" +
@@ -243,9 +245,9 @@ def stop(workspace: str | Path | None, study: str | None = None, timeout: float 
     for n, sup in live:
         os.kill(sup["pid"], signal.SIGTERM)
         deadline = time.time() + timeout
-        while time.time() < deadline and _alive(sup["pid"], None, ""):
+        while time.time() < deadline and alive(sup["pid"]):
             time.sleep(0.2)
-        if _alive(sup["pid"], None, ""):
+        if alive(sup["pid"]):
             raise Refused(f"{n}: supervisor pid {sup['pid']} did not end within {timeout:.0f}s")
         stopped.append({"study": n, "pid": sup["pid"]})
         if on_stopped is not None:
