@@ -104,7 +104,7 @@ def dashboard_run(r: Reader, key: str) -> dict[str, Any]:
     derives it, attempts, the cells that use it, and its verified manifest (files with digests)."""
     import socket
 
-    from fairtrial.status import derive_state
+    from fairtrial.engine.states import derive_state
     from fairtrial.store import artifacts
 
     rec = _known_key(r, key)
