@@ -1,9 +1,10 @@
 """Generation speed of the toolcall recipe: batched greedy decoding (the generate stage's call of
 `fairtrial.ml.causal_lm.generate.generate`) against one-at-a-time `generate` on the same items,
-with the same outputs checked item by item.
+with the same outputs checked item by item, and against transformers' `model.generate` one at a
+time and batched (the same batches, left-padded): the custom decoder stays only while it wins.
 
     OMP_NUM_THREADS=2 .venv/bin/python bench/bench_toolcall_speed.py [--items 24] [--batch 8]
-        [--max-new-tokens 64] [--model smollm2-135m] [--json]
+        [--max-new-tokens 64] [--model smollm2-135m] [--json] [--batched-only]
 
 Prints items/s of both, the speed-up, the machine's load average before and after (other
 processes share the 2 cores; a loaded machine slows both runs, and the batched one more, since
@@ -45,6 +46,9 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=SLM)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--trl", action="store_true", help="LoRA training: ours against TRL")
+    ap.add_argument("--batched-only", action="store_true",
+                    help="ours batched against transformers' batched generate only, after a "
+                         "warm-up of each, alternating three times so a change of load shows")
     ap.add_argument("--examples", type=int, default=16, help="--trl: training examples")
     a = ap.parse_args()
     if a.trl:
@@ -63,6 +67,8 @@ def main() -> None:
     model, tok = load_causal_lm(a.model)
     load_s = time.perf_counter() - t0
     kw = {"max_new_tokens": a.max_new_tokens, "temperature": 0.0}
+    if a.batched_only:
+        return batched_only(a, model, tok, prompts, kw)
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     batched = generate(model, tok, prompts, batch_size=a.batch, **kw)
@@ -73,6 +79,9 @@ def main() -> None:
     t0 = time.perf_counter()
     hf = [hf_generate(model, tok, p, a.max_new_tokens) for p in prompts]
     hf_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    hf_b = hf_generate_batched(model, tok, prompts, a.max_new_tokens, a.batch)
+    hf_b_s = time.perf_counter() - t0
     load_after = os.getloadavg()
     differ = [{"item": i, "batched": b, "single": s, "reason": reason(model, tok, prompts[i], b, s)}
               for i, (b, s) in enumerate(zip(batched, single)) if b != s]
@@ -86,6 +95,9 @@ def main() -> None:
            "hf_single_items_per_s": round(len(prompts) / hf_s, 3),
            "speedup_vs_hf_single": round(hf_s / batched_s, 2),
            "differ_from_hf": sum(b != h for b, h in zip(batched, hf)),
+           "hf_batched_items_per_s": round(len(prompts) / hf_b_s, 3),
+           "speedup_vs_hf_batched": round(hf_b_s / batched_s, 2),
+           "differ_from_hf_batched": sum(b != h for b, h in zip(batched, hf_b)),
            "new_tokens_single": [len(tok(t, add_special_tokens=False)["input_ids"])
                                  for t in single],
            "differ": differ}
@@ -102,6 +114,9 @@ def main() -> None:
     print(f"  transformers' model.generate one at a time (ref 2): {out['hf_single_items_per_s']}"
           f" items/s; speed-up {out['speedup_vs_hf_single']}x; outputs that differ: "
           f"{out['differ_from_hf']}")
+    print(f"  transformers' model.generate batched (batch {a.batch}, left padding; ref 3): "
+          f"{out['hf_batched_items_per_s']} items/s; speed-up {out['speedup_vs_hf_batched']}x; "
+          f"outputs that differ: {out['differ_from_hf_batched']}")
     print(f"  new tokens per item: mean {sum(n) / len(n):.1f}, max {max(n)}, "
           f"{sum(1 for x in n if x >= a.max_new_tokens)} of {len(n)} at the limit (a batch "
           "decodes until its longest row stops)")
@@ -224,6 +239,69 @@ def hf_generate(model, tok, prompt, max_new_tokens: int) -> str:
         out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
                              generation_config=config)
     return tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+
+
+def batched_only(a, model, tok, prompts, kw) -> None:
+    from fairtrial.ml.causal_lm.generate import generate
+
+    # a warm-up of each first (the first call of a process pays one-off costs: kernel selection,
+    # allocator growth), then three alternating rounds
+    generate(model, tok, prompts[:a.batch], batch_size=a.batch, **kw)
+    hf_generate_batched(model, tok, prompts[:a.batch], a.max_new_tokens, a.batch)
+    rows = []
+    for round_ in (1, 2, 3):
+        for who in ("ours", "transformers"):
+            load = os.getloadavg()[0]
+            t0 = time.perf_counter()
+            out = (generate(model, tok, prompts, batch_size=a.batch, **kw) if who == "ours" else
+                   hf_generate_batched(model, tok, prompts, a.max_new_tokens, a.batch))
+            s = time.perf_counter() - t0
+            rows.append({"round": round_, "who": who, "items_per_s": round(len(prompts) / s, 3),
+                         "seconds": round(s, 1), "loadavg_1min": round(load, 2), "out": out})
+    ours = [r for r in rows if r["who"] == "ours"]
+    theirs = [r for r in rows if r["who"] == "transformers"]
+    ratio = [round(t["seconds"] / o["seconds"], 2) for o, t in zip(ours, theirs)]
+    differ = sum(x != y for x, y in zip(ours[0]["out"], theirs[0]["out"]))
+    result = {"model": a.model, "items": len(prompts), "batch": a.batch,
+              "max_new_tokens": a.max_new_tokens,
+              "runs": [{k: v for k, v in r.items() if k != "out"} for r in rows],
+              "speedup_vs_hf_batched_per_round": ratio, "outputs_that_differ": differ}
+    if a.json:
+        print(json.dumps(result, indent=1))
+        return
+    print(f"{a.model}: {len(prompts)} items, batch {a.batch}, greedy, {a.max_new_tokens} new tokens")
+    for r in result["runs"]:
+        print(f"  round {r['round']} {r['who']:>12}: {r['items_per_s']} items/s "
+              f"({r['seconds']} s, load average {r['loadavg_1min']})")
+    print(f"  ours vs transformers' batched generate (ref), per round: {ratio}x; outputs that "
+          f"differ: {differ}")
+
+
+def hf_generate_batched(model, tok, prompts, max_new_tokens: int, batch: int) -> list[str]:
+    """transformers' own `model.generate` on batches of `batch` prompts in the same length order
+    as ours, left-padded (greedy, the same eos ids): the reference our decoder must beat to be
+    kept (issue 23: the custom decoder only where a benchmark shows it wins)."""
+    import torch
+    from transformers import GenerationConfig
+
+    from fairtrial.ml.causal_lm import generate as G
+
+    rendered = [G.render(tok, p) for p in prompts]
+    enc = [tok(t, add_special_tokens=not chat)["input_ids"] for t, chat in rendered]
+    order = sorted(range(len(enc)), key=lambda i: len(enc[i]))
+    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False,
+                              eos_token_id=G._eos_ids(model, tok), pad_token_id=tok.pad_token_id)
+    out = [""] * len(enc)
+    for start in range(0, len(order), batch):
+        part = order[start:start + batch]
+        width = max(len(enc[i]) for i in part)
+        ids = torch.tensor([[tok.pad_token_id] * (width - len(enc[i])) + enc[i] for i in part])
+        mask = torch.tensor([[0] * (width - len(enc[i])) + [1] * len(enc[i]) for i in part])
+        with torch.inference_mode():
+            got = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+        for i, row in zip(part, got[:, width:]):
+            out[i] = tok.decode(row, skip_special_tokens=True)
+    return out
 
 
 def statistics_mean(xs) -> float:

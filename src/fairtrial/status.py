@@ -73,12 +73,6 @@ class StudyStatus:
                 "cells": [vars(c) for c in self.cells]}
 
 
-def _alive(pid: int | None, host: str | None, this_host: str) -> bool | None:
-    """`fairtrial.base.process.alive` with this module's old signature, for the use cases' stop
-    until they import it themselves (they are moving into app/); not a second rule."""
-    return alive(pid, host=host, this_host=this_host)
-
-
 def study_status(ws: Workspace, store: Store, study: str, verify: bool = False,
                  stale_s: float = STALE_S) -> StudyStatus:
     import socket

@@ -208,3 +208,32 @@ def test_compare_shows_item_text_where_the_recipe_exposes_it(client, monkeypatch
     d = loads(client.get("/api/compare/study", params={"a": "better", "b": "base", "top": 3}))
     assert d["has_text"] and [it["text"] for it in d["items"]] == [
         f"text of item {int(it['item_id'][4:])}" for it in d["items"]]
+
+
+def test_a_grid_study_lists_its_arms(tmp_path):
+    """A [grid] study names no [[arms]]: the dashboard's study read model takes them from the
+    plan (the grid's arms, in plan order), not from the study file's arm list."""
+    from fairtrial.app import dashboard, resolve
+    from tests.web.conftest import _plan
+
+    (tmp_path / "grid.toml").write_text('''recipe = "_test"
+name = "grid"
+question = "Which effect?"
+replicates = [0]
+[endpoint]
+metric = "score"
+[decision]
+compare = "all-pairs"
+[grid]
+name = "e{effect}"
+effect = [0.0, 0.5]
+''')
+    ws = resolve.open_workspace(tmp_path / "ws")
+    store = resolve.open_store(ws)
+    _plan(ws, store, tmp_path / "grid.toml")
+    store.dispose()
+    r = dashboard.reader(ws.root)
+    try:
+        assert dashboard.dashboard_study(r, "grid")["arms"] == ["e0.0", "e0.5"]
+    finally:
+        r.store.dispose()

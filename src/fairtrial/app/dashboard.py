@@ -89,13 +89,22 @@ def status_fingerprint(st: StudyStatus) -> str:
     return hashlib.sha256("\n".join(done).encode()).hexdigest()[:16]
 
 
+def _arms(spec: dict, st) -> list[str]:
+    """The study's arms: those the study file lists, in its order, then every other arm its plan
+    has (a [grid] study lists none: its arms come from the grid), then external arms."""
+    listed = [a.get("name") for a in spec.get("arms") or [] if isinstance(a, dict)]
+    planned = [c.arm for c in st.cells]
+    external = [str(a) for a in spec.get("external_arms") or []]
+    return list(dict.fromkeys(listed + planned + external))
+
+
 def dashboard_study(r: Reader, name: str) -> dict[str, Any]:
     """`fairtrial status --json` of one study, with its question, recipe, arms and fingerprint."""
     rec = _known_study(r, name)
     st = StatusQuery(r.ws, r.store, [name]).read()[0]
     spec = rec.get("spec") or {}
     return {**st.to_dict(), "question": spec.get("question"), "recipe": rec.get("recipe"),
-            "arms": [a.get("name") for a in spec.get("arms") or [] if isinstance(a, dict)],
+            "arms": _arms(spec, st),
             "control": spec.get("control"), "fingerprint": status_fingerprint(st)}
 
 
