@@ -178,24 +178,15 @@ def _integrity_inputs(ws: Workspace, spec: Spec, cells: list[dict],
                       verified: dict[str, dict | None]) -> dict[str, Any]:
     """Ask the recipe's integrity hook, once per arm, on the arm's first replicate's finished
     artifacts. Returns {"train_texts": {arm: [...]}, "eval_texts": {...}, "splits": [...]}."""
+    from fairtrial.analysis.design import merge_integrity
+
     hook = spec.recipe.integrity
-    out: dict[str, Any] = {"train_texts": {}, "eval_texts": {}, "splits": []}
-    if hook is None:
-        return out
-    for arm in spec.arms:
-        rep = min(spec.replicates)
-        paths = {c["stage"]: ws.artifact(c["key"]) for c in cells
-                 if c["arm"] == arm.name and c["replicate"] == rep and verified.get(c["key"])}
-        if not paths:
-            continue
-        got = hook(paths, arm.params) or {}
-        if got.get("train_texts") is not None:
-            out["train_texts"][arm.name] = list(got["train_texts"])
-        for es, items in (got.get("eval_texts") or {}).items():
-            out["eval_texts"].setdefault(es, {}).update(items)
-        for sp in got.get("splits") or []:
-            sp = dict(sp)
-            sp.setdefault("arm", arm.name)
-            if sp not in out["splits"]:
-                out["splits"].append(sp)
-    return out
+    per_arm: dict[str, Any] = {}
+    if hook is not None:
+        for arm in spec.arms:
+            rep = min(spec.replicates)
+            paths = {c["stage"]: ws.artifact(c["key"]) for c in cells
+                     if c["arm"] == arm.name and c["replicate"] == rep and verified.get(c["key"])}
+            if paths:
+                per_arm[arm.name] = hook(paths, arm.params)
+    return merge_integrity(per_arm)

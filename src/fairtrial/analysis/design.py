@@ -339,3 +339,23 @@ class AnalysisContext:
     provenance: Mapping[str, Any] = field(default_factory=dict)
     complete: bool = True
     progress: Mapping[str, Any] = field(default_factory=dict)
+
+
+def merge_integrity(per_arm: Mapping[str, Mapping[str, Any] | None]) -> dict[str, Any]:
+    """A recipe's integrity hook answers once per arm (`Recipe.integrity`); this is the one merge
+    of those answers into the context's inputs: {"train_texts": {arm: [...]}, "eval_texts":
+    {eval_set: {item_id: text}} (every arm's items together), "splits": [...] (each split once,
+    named by its arm unless it says otherwise)}."""
+    out: dict[str, Any] = {"train_texts": {}, "eval_texts": {}, "splits": []}
+    for arm, got in per_arm.items():
+        got = got or {}
+        if got.get("train_texts") is not None:
+            out["train_texts"][arm] = list(got["train_texts"])
+        for es, items in (got.get("eval_texts") or {}).items():
+            out["eval_texts"].setdefault(es, {}).update(items)
+        for sp in got.get("splits") or []:
+            sp = dict(sp)
+            sp.setdefault("arm", arm)
+            if sp not in out["splits"]:
+                out["splits"].append(sp)
+    return out

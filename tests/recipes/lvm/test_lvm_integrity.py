@@ -57,19 +57,10 @@ def _copy(study, tmp_path):
 
 
 def _context(paths, params) -> AnalysisContext:
-    """What collect._integrity_inputs makes of the hook's answers, arm by arm."""
-    train, evals, splits = {}, {}, []
-    for arm, p in params.items():
-        got = RECIPE.integrity(paths[arm], p)
-        train[arm] = list(got["train_texts"])
-        for es, items in got["eval_texts"].items():
-            evals.setdefault(es, {}).update(items)
-        for sp in got["splits"]:
-            sp = dict(sp)
-            sp.setdefault("arm", arm)
-            if sp not in splits:
-                splits.append(sp)
-    return AnalysisContext(train_texts=train, eval_texts=evals, splits=splits)
+    """What collect makes of the hook's answers, arm by arm (the analysis' one merge)."""
+    from fairtrial.analysis.design import merge_integrity
+
+    return AnalysisContext(**merge_integrity({arm: RECIPE.integrity(paths[arm], p) for arm, p in params.items()}))
 
 
 def _analyze(paths, params):
