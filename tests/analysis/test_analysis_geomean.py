@@ -142,10 +142,11 @@ def test_median_is_refused_clearly_and_unknown_aggregations_too():
     analyze(df, d, n_resamples=R)
 
 
-def test_from_study_carries_aggregations():
-    study = {"question": "q", "control": "a", "arms": {"a": {}, "b": {}},
-             "endpoint": {"metric": "ppl", "secondary": ["acc"]}}
-    d = StudyDesign.from_study(study, {"ppl": "lower", "acc": "higher"},
-                               {"ppl": "geomean", "acc": "mean"})
+def test_a_design_carries_aggregations():
+    d = StudyDesign(question="q", arms={"a": {}, "b": {}}, control="a",
+                    endpoint=Endpoint("ppl", "lower", ("acc",)),
+                    metric_directions={"ppl": "lower", "acc": "higher"},
+                    metric_aggregations={"ppl": "geomean", "acc": "mean"})
     assert d.aggregation("ppl") == "geomean" and d.aggregation("acc") == "mean"
-    assert StudyDesign.from_study(study, {"ppl": "lower", "acc": "higher"}).aggregation("ppl") == "mean"
+    assert StudyDesign(question="q", arms={"a": {}, "b": {}}, control="a",
+                       endpoint=Endpoint("ppl", "lower")).aggregation("ppl") == "mean"

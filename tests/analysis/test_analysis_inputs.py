@@ -73,24 +73,12 @@ def test_input_error_is_a_user_error():
     assert issubclass(AnalysisInputError, UserError) and issubclass(AnalysisInputError, ValueError)
 
 
-def test_from_study_dict():
-    study = {"question": "q?", "control": "a", "replicates": [0, 1],
-             "endpoint": {"metric": "ppl", "secondary": ["acc"]},
-             "decision": {"min_effect": 0.05, "effect": "relative"},
-             "arms": [{"name": "a", "size": 1}, {"name": "b", "size": 3}],
-             "analysis": {"own_eval_set": {"b": "B"}, "min_items": 50}}
-    d = StudyDesign.from_study(study, {"ppl": "lower", "acc": "higher"})
-    assert d.endpoint.direction == "lower" and d.arms["b"] == {"size": 3}
-    assert d.cross_eval.own == {"b": "B"} and d.min_items == 50
-    d.check()
-    with pytest.raises(AnalysisInputError, match="endpoint.direction"):
-        StudyDesign.from_study({**study, "endpoint": {"metric": "bleu"}})
-
-
 def test_own_eval_set_template():
-    study = {"question": "q?", "control": "general", "endpoint": {"metric": "ppl", "direction": "lower"},
-             "arms": {"general": {"train_level": "all"}, "A1-specialist": {"train_level": "A1"},
-                      "odd": {}},
-             "analysis": {"own_eval_set": "{train_level}"}}
-    d = StudyDesign.from_study(study)
-    assert dict(d.cross_eval.own) == {"general": "all", "A1-specialist": "A1"}
+    """[analysis] own_eval_set = "{train_level}": each arm's own eval set from its params (an arm
+    without the param has none), as StudyDesign.from_spec reads the table."""
+    from fairtrial.analysis.design import _shapes
+
+    arms = {"general": {"train_level": "all"}, "A1-specialist": {"train_level": "A1"}, "odd": {}}
+    shapes = _shapes({"own_eval_set": "{train_level}", "min_items": 50}, arms)
+    assert dict(shapes["cross_eval"].own) == {"general": "all", "A1-specialist": "A1"}
+    assert shapes["min_items"] == 50

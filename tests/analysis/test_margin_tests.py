@@ -17,7 +17,7 @@ import pytest
 from fairtrial.analysis import analyze
 from fairtrial.analysis.decision import (equivalence, margin_p_value, non_inferiority,
                                          verdict_for)
-from fairtrial.analysis.design import StudyDesign
+from fairtrial.analysis.design import Decision, Endpoint, StudyDesign
 from fairtrial.analysis.synthetic import make_scores
 
 
@@ -78,22 +78,19 @@ def test_margin_p_values_agree_with_the_percentile_interval():
 
 def _design(test: str, margin: float, direction: str = "higher", arms=("ctrl", "arm"),
             effect: str = "absolute", alpha: float = 0.05, correction: str = "holm"):
-    return StudyDesign.from_study(
-        {"question": "Can it replace the control?", "control": arms[0],
-         "arms": {a: {} for a in arms},
-         "endpoint": {"metric": "score", "direction": direction},
-         "decision": {"test": test, "margin": margin, "effect": effect, "alpha": alpha,
-                      "correction": correction}})
+    return StudyDesign(question="Can it replace the control?", control=arms[0],
+                       arms={a: {} for a in arms}, endpoint=Endpoint("score", direction),
+                       decision=Decision(test=test, margin=margin, effect=effect, alpha=alpha,
+                                         correction=correction))
 
 
 def test_non_inferiority_reads_the_two_sided_interval_and_equivalence_tost():
     df = make_scores({"ctrl": 0.0, "arm": -0.05}, seeds=(0, 1, 2), n_items=300, rng_seed=3)
     ni = analyze(df, _design("non_inferiority", 0.3), n_resamples=2000)
     eq = analyze(df, _design("equivalence", 0.3), n_resamples=2000)
-    sup = analyze(df, StudyDesign.from_study(
-        {"question": "q", "control": "ctrl", "arms": {"ctrl": {}, "arm": {}},
-         "endpoint": {"metric": "score", "direction": "higher"},
-         "decision": {"effect": "absolute"}}), n_resamples=2000)
+    sup = analyze(df, StudyDesign(question="q", control="ctrl", arms={"ctrl": {}, "arm": {}},
+                                  endpoint=Endpoint("score", "higher"),
+                                  decision=Decision(effect="absolute")), n_resamples=2000)
     c_ni, c_eq, c_sup = ni.comparisons[0], eq.comparisons[0], sup.comparisons[0]
     assert (c_ni.test, c_ni.margin, c_ni.level, c_ni.alpha) == ("non_inferiority", 0.3, 0.95, 0.05)
     assert c_eq.test == "equivalence" and c_eq.level == pytest.approx(0.90)

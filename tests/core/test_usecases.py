@@ -88,29 +88,16 @@ def textwrap_eval_only() -> str:
 
 
 # ---------------------------------------------------------------- the design from the spec
-def _old_design(spec):
-    """What cli.py built before: the spec turned into a dict and validated again."""
-    from fairtrial.analysis import StudyDesign
-
-    d = {"name": spec.name, "question": spec.question, "control": spec.control,
-         "replicates": spec.replicates,
-         "endpoint": {"metric": spec.endpoint.metric, "direction": spec.direction,
-                      "secondary": list(spec.endpoint.secondary)},
-         "decision": spec.decision.model_dump(),
-         "arms": {**{a.name: a.params for a in spec.arms},
-                  **{e: {"external": True} for e in spec.external_arms}},
-         "external_arms": list(spec.external_arms), "analysis": spec.analysis}
-    return StudyDesign.from_study(d, {m.name: m.direction for m in spec.recipe.metrics},
-                                  {m.name: m.aggregation for m in spec.recipe.metrics})
-
-
 @pytest.mark.parametrize("extra", [
     "",
     'external_arms = ["api"]\n',
     '[analysis]\nmin_items = 5\nown_eval_set = {better = "test"}\ntargets = {score = 0.3}\n',
 ])
-def test_design_from_spec_equals_the_old_dict_round_trip(make_study, extra):
-    from fairtrial.analysis import StudyDesign
+def test_the_design_is_read_from_the_validated_spec(make_study, extra):
+    """StudyDesign.from_spec reads the validated study by its attributes (nothing parsed again):
+    arms with their resolved params and external arms as fixed systems, the endpoint with its
+    direction, the decision, every metric's direction and aggregation, the [analysis] shapes."""
+    from fairtrial.analysis import Decision, Endpoint, StudyDesign
 
     text = study_text()
     if extra.startswith("external"):
@@ -118,9 +105,21 @@ def test_design_from_spec_equals_the_old_dict_round_trip(make_study, extra):
     else:
         text += extra
     spec = resolve.load(make_study(text))
-    new = StudyDesign.from_spec(spec)
-    assert new == _old_design(spec)
-    new.check()
+    d = StudyDesign.from_spec(spec)
+    assert d.arms == {**{a.name: a.params for a in spec.arms},
+                      **{e: {"external": True} for e in spec.external_arms}}
+    assert d.fixed_arms == tuple(spec.external_arms) and d.control == spec.control
+    assert d.endpoint == Endpoint(spec.endpoint.metric, spec.direction,
+                                  tuple(spec.endpoint.secondary))
+    assert d.decision == Decision(**spec.decision.model_dump())
+    assert d.metric_directions == {m.name: m.direction for m in spec.recipe.metrics}
+    assert d.metric_aggregations == {m.name: m.aggregation for m in spec.recipe.metrics}
+    if "analysis" in extra:
+        assert d.min_items == 5 and dict(d.cross_eval.own) == {"better": "test"}
+        assert dict(d.decision_tree.targets) == {"score": 0.3}
+    else:
+        assert d.min_items == 30 and d.cross_eval is None and d.decision_tree is None
+    d.check()
 
 
 def test_spec_and_analysis_agree_on_the_aggregations_they_compute():

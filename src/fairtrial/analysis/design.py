@@ -1,8 +1,8 @@
 """What the analysis needs to know about a study: a plain copy of the validated study file.
 
 The integrator builds a `StudyDesign` from the validated spec with `StudyDesign.from_spec` (or
-with `StudyDesign.from_study` from a study file's dict); nothing here re-validates the file's syntax, but `check()` rejects designs the
-analysis cannot act on (a control that is not an arm, a shape option naming an unknown arm).
+builds one directly, for scores from elsewhere); nothing here re-validates the file's syntax, but
+`check()` rejects designs the analysis cannot act on (a control that is not an arm, a shape option naming an unknown arm).
 `AnalysisContext` carries the optional inputs of the integrity checks and the provenance.
 """
 
@@ -200,47 +200,6 @@ class StudyDesign:
             errs.append(f"analysis.min_items: {self.min_items}; use a positive integer")
         if errs:
             raise AnalysisInputError("study design: " + "; ".join(errs))
-
-    @classmethod
-    def from_study(cls, study: Mapping[str, Any],
-                   metric_directions: Mapping[str, str] | None = None,
-                   metric_aggregations: Mapping[str, str] | None = None,
-                   metric_missing: Mapping[str, float] | None = None) -> "StudyDesign":
-        """Build from the study file's dict (docs/study-file.md plus the [analysis] table of
-        docs/verdicts.md), with `arms` already resolved to a list of {name, ...params} or a
-        name -> params mapping. `metric_directions` and `metric_aggregations` come from the
-        recipe's Metric declarations ({m.name: m.direction}, {m.name: m.aggregation})."""
-        ep = study.get("endpoint") or {}
-        if "metric" not in ep:
-            raise AnalysisInputError("endpoint.metric: missing; name the metric that decides")
-        directions = dict(metric_directions or {})
-        direction = ep.get("direction") or directions.get(ep["metric"])
-        if direction is None:
-            raise AnalysisInputError(f"endpoint.direction: unknown for {ep['metric']!r}; set it")
-        arms_in = study.get("arms") or {}
-        if isinstance(arms_in, Mapping):
-            arms = {str(k): dict(v) for k, v in arms_in.items()}
-        else:
-            arms = {}
-            for a in arms_in:
-                a = dict(a)
-                arms[str(a.pop("name"))] = a
-        dec = dict(study.get("decision") or {})
-        return cls(
-            question=str(study.get("question", "")),
-            name=str(study.get("name", "")),
-            arms=arms,
-            control=study.get("control"),
-            replicates=tuple(int(r) for r in study.get("replicates", ())),
-            fixed_arms=tuple(str(a) for a in study.get("external_arms", ())),
-            endpoint=Endpoint(metric=ep["metric"], direction=direction,
-                              secondary=tuple(ep.get("secondary", ()))),
-            decision=Decision(**dec),
-            metric_directions=directions,
-            metric_aggregations=dict(metric_aggregations or {}),
-            metric_missing=dict(metric_missing or {}),
-            **_shapes(dict(study.get("analysis") or {}), arms),
-        )
 
     @classmethod
     def from_spec(cls, spec: Any) -> "StudyDesign":
