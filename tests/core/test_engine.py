@@ -203,9 +203,17 @@ def test_kill_supervisor_then_resume_from_checkpoint(cli, make_study):
     from fairtrial.collect import gather
     from fairtrial.spec import load_spec
 
+    # (once every orphaned worker has ended: then the states hold still)
+    settled = wait_for(lambda: (lambda s: s if not any(r["state"] == "running"
+                                                       for r in s["runs"].values()) else None)(
+        status_json(cli)), timeout=60)
     ws = open_workspace(cli.tmp / "ws")
-    progress = gather(ws, open_store(ws), load_spec(study))["progress"]
-    lost = sum(r["state"] == "lost" for r in st["runs"].values())
+    store = open_store(ws)
+    try:
+        progress = gather(ws, store, load_spec(study))["progress"]
+    finally:
+        store.dispose()
+    lost = sum(r["state"] == "lost" for r in settled["runs"].values())
     assert lost >= 1 and progress.get("lost") == lost and "running" not in progress, progress
     cli("run", study, check=0)
     st = status_json(cli)
