@@ -288,3 +288,15 @@ def test_the_scorer_never_raises_on_mangled_answers():
             for s in S.score_answer(track, "".join(chars), ref).values():
                 assert all(0.0 <= v <= 1.0 for v in s.metrics.values())
                 assert s.error in ("ok",) + S.ERROR_TYPES
+
+
+def test_a_python_literal_answer_prints_no_python_warnings():
+    """A model's `\\d` inside a single-quoted literal is read without Python's invalid-escape
+    warning (printed to the user's terminal from Python 3.12 on)."""
+    import warnings
+
+    text = "{'query': 'digits \\d+', 'tool_name': 't', 'arguments': {}}"
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        got = P.parse_tolerant("structured", text)
+    assert got.ok and not seen, [str(w.message) for w in seen]

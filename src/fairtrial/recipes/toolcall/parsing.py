@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,7 +154,11 @@ def _loads_lenient(s: str, start: int, repairs: list[str]) -> tuple[Any, int] | 
     if end is None:
         return None
     try:
-        value = _jsonable(ast.literal_eval(s[start:end]))
+        # a model's text is no source code: Python's warnings about it (an invalid escape such as
+        # "\d" is a DeprecationWarning, a SyntaxWarning from 3.12) would be printed to the user
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            value = _jsonable(ast.literal_eval(s[start:end]))
         json.dumps(value)  # a set, bytes or complex number has no JSON form: not an answer
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return None
