@@ -87,7 +87,7 @@ class StageParams(Mapping):
             raise self._missing(key) from None
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):  # copy, pickle and friends probe dunders: not params
+        if name.startswith("_"):  # copy, pickle, pretty-printers probe _names: never params
             raise AttributeError(name)
         return self[name]
 
