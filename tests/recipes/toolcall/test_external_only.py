@@ -125,7 +125,7 @@ def test_mixed_study_collects_baseline_rows_for_the_external_arm(make_study, tmp
     from fairtrial.collect import gather
     from fairtrial.importer import import_scores
     from fairtrial.plan import plan_for
-    from fairtrial.recipes.api import StageParams
+    from fairtrial.recipes.testing import stage_params
     from fairtrial.recipes.toolcall import RECIPE
     from fairtrial.spec import load_spec
     from fairtrial.app import resolve
@@ -143,8 +143,7 @@ def test_mixed_study_collects_baseline_rows_for_the_external_arm(make_study, tmp
     # run the external arm's two stage runs by hand (the trained arms' are left undone)
     class Ctx:
         def __init__(self, node, out):
-            self.params = StageParams(node.params, node.stage, RECIPE.stage(node.stage).params,
-                                      RECIPE.params)
+            self.params = stage_params(RECIPE, node.stage, node.params)
             self.seed, self.out = node.seed, out
             self.inputs = {n: ws.artifact(k) for n, k in node.needs.items()}
             self.checkpoint_dir = tmp_path / "ck"
